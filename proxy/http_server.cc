@@ -1,0 +1,935 @@
+#include "proxy/http_server.h"
+
+#include <arpa/inet.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+
+namespace outpost::proxy {
+namespace {
+
+constexpr size_t kReadChunkBytes = 64 * 1024;
+// Bytes one writable event may send before yielding to other connections of the loop.
+constexpr uint64_t kMaxBytesPerWritableEvent = 8 * 1024 * 1024;
+// A request id from X-Request-Id is kept when it is 1 to 64 of [A-Za-z0-9._-].
+constexpr size_t kMaxRequestIdLength = 64;
+
+int64_t monotonicMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool isWellFormedRequestId(std::string_view id) {
+  if (id.empty() || id.size() > kMaxRequestIdLength) {
+    return false;
+  }
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+HttpMethod methodOf(llhttp_method_t method) {
+  switch (method) {
+    case HTTP_GET: return HttpMethod::kGet;
+    case HTTP_HEAD: return HttpMethod::kHead;
+    case HTTP_POST: return HttpMethod::kPost;
+    case HTTP_PUT: return HttpMethod::kPut;
+    case HTTP_PATCH: return HttpMethod::kPatch;
+    case HTTP_DELETE: return HttpMethod::kDelete;
+    case HTTP_OPTIONS: return HttpMethod::kOptions;
+    default: return HttpMethod::kOther;
+  }
+}
+
+// Makes request ids unique per process: a random prefix per loop and a counter.
+class RequestIdGenerator {
+ public:
+  RequestIdGenerator() {
+    std::random_device random;
+    prefix_ = (static_cast<uint64_t>(random()) << 32) ^ random();
+  }
+  std::string next() {
+    char text[17];
+    uint64_t value = prefix_ + (++counter_);
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; --i) {
+      text[i] = kHex[value & 0xf];
+      value >>= 4;
+    }
+    return std::string(text, 16);
+  }
+
+ private:
+  uint64_t prefix_;
+  uint64_t counter_ = 0;
+};
+
+}  // namespace
+
+std::string_view cacheOutcomeName(CacheOutcome outcome) {
+  switch (outcome) {
+    case CacheOutcome::kNone: return "-";
+    case CacheOutcome::kHit: return "hit";
+    case CacheOutcome::kMiss: return "miss";
+    case CacheOutcome::kFillJoined: return "fill-joined";
+    case CacheOutcome::kStale: return "stale";
+    case CacheOutcome::kUpstreamError: return "upstream-error";
+  }
+  return "-";
+}
+
+// The accepting side of one loop, and the owner of that loop's connections.
+class LoopServer {
+ public:
+  LoopServer(HttpServer* server, EventLoop* loop, int listen_fd, uint32_t max_connections);
+
+  void start();
+  void shutdown(int64_t grace_ms);
+  void onConnectionClosed(Connection* connection);
+
+  HttpServer& server() { return *server_; }
+  EventLoop& loop() { return *loop_; }
+  RequestIdGenerator& ids() { return ids_; }
+  const ServerOptions& options() const { return server_->options_; }
+  bool isShuttingDown() const { return shutting_down_; }
+
+ private:
+  static void onListenReadable(uv_poll_t* handle, int status, int events);
+  static void onGraceTimer(uv_timer_t* handle);
+  void acceptAll();
+  void maybeFinishShutdown();
+  void onShutdownHandleClosed();
+  void pauseAccepting();
+  void resumeAccepting();
+
+  HttpServer* server_;
+  EventLoop* loop_;
+  UniqueFd listen_fd_;
+  uv_poll_t listen_poll_;
+  uv_timer_t grace_timer_;
+  uint32_t max_connections_;
+  std::vector<Connection*> connections_;
+  RequestIdGenerator ids_;
+  bool accepting_ = false;
+  bool shutting_down_ = false;
+  int handles_open_ = 0;
+};
+
+class Connection {
+ public:
+  enum class State { kReading, kHandling, kClosing };
+
+  Connection(LoopServer* owner, int fd);
+
+  void start();
+  // Closes the connection; `reason` goes to the debug log.
+  void close(std::string_view reason);
+  // Closes the connection if it waits for a request; used at shutdown.
+  void closeIfIdle();
+  bool isIdle() const { return state_ == State::kReading && !has_partial_request_; }
+
+  // Exchange side.
+  void queueBytes(std::string_view bytes);
+  void queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset, uint64_t length,
+                 std::function<void()> on_sent);
+  void finishExchange();
+
+ private:
+  struct FileRange {
+    std::shared_ptr<const void> owner;
+    int fd = -1;
+    uint64_t offset = 0;
+    uint64_t remaining = 0;
+    std::function<void()> on_sent;
+  };
+
+  static void onPoll(uv_poll_t* handle, int status, int events);
+  static void onTimer(uv_timer_t* handle);
+  static void onHandleClosed(uv_handle_t* handle);
+
+  static int onMessageBegin(llhttp_t* parser);
+  static int onUrl(llhttp_t* parser, const char* at, size_t length);
+  static int onHeaderField(llhttp_t* parser, const char* at, size_t length);
+  static int onHeaderValue(llhttp_t* parser, const char* at, size_t length);
+  static int onHeadersComplete(llhttp_t* parser);
+  static int onBody(llhttp_t* parser, const char* at, size_t length);
+  static int onMessageComplete(llhttp_t* parser);
+
+  void readAvailable();
+  void processInput();
+  void dispatch();
+  void rejectRequest(int status, std::string_view message);
+  void flush();
+  void completeExchange();
+  void updatePollEvents();
+  void armTimer(int64_t timeout_ms);
+  void logAccess(const Exchange& exchange, bool completed);
+
+  LoopServer* owner_;
+  int fd_;
+  uv_poll_t poll_;
+  uv_timer_t timer_;
+  int handles_open_ = 0;
+  State state_ = State::kReading;
+  int poll_events_ = 0;
+
+  llhttp_t parser_;
+  std::string input_;         // bytes read and not yet given to the parser
+  HttpRequest request_;
+  bool has_partial_request_ = false;
+  bool message_complete_ = false;
+  bool header_too_large_ = false;
+  bool body_too_large_ = false;
+  bool peer_closed_ = false;
+  bool keep_alive_ = true;
+
+  std::shared_ptr<Exchange> exchange_;
+  bool exchange_finished_ = false;
+  std::string output_;        // head and body bytes not yet sent
+  size_t output_sent_ = 0;
+  FileRange file_;
+  bool write_blocked_ = false;
+};
+
+// ----- Exchange -------------------------------------------------------------------------
+
+Exchange::Exchange(Connection* connection, const HttpRequest* request, std::string request_id,
+                   EventLoop* loop)
+    : connection_(connection),
+      request_(request),
+      request_id_(std::move(request_id)),
+      loop_(loop),
+      started_ms_(monotonicMs()) {}
+
+void Exchange::writeHead(ResponseHead& head, uint64_t content_length) {
+  status_ = head.status();
+  std::string text;
+  text.reserve(head.fields().size() + 160);
+  text.append("HTTP/1.1 ");
+  text.append(std::to_string(head.status()));
+  text.push_back(' ');
+  text.append(reasonPhrase(head.status()));
+  text.append("\r\n");
+  text.append(head.fields());
+  text.append("Content-Length: ");
+  text.append(std::to_string(content_length));
+  text.append("\r\nX-Request-Id: ");
+  text.append(request_id_);
+  text.append("\r\n");
+  if (!request_->keepAlive()) {
+    text.append("Connection: close\r\n");
+  }
+  text.append("\r\n");
+  head_sent_ = true;
+  connection_->queueBytes(text);
+}
+
+void Exchange::respond(ResponseHead head, std::string_view body) {
+  if (!isOpen() || head_sent_) {
+    return;
+  }
+  writeHead(head, body.size());
+  if (!isHead() && !body.empty()) {
+    body_bytes_ += body.size();
+    connection_->queueBytes(body);
+  }
+  finish();
+}
+
+void Exchange::startResponse(ResponseHead head, uint64_t content_length) {
+  if (!isOpen() || head_sent_) {
+    return;
+  }
+  writeHead(head, content_length);
+}
+
+void Exchange::writeBody(std::string_view bytes) {
+  if (!isOpen() || isHead() || bytes.empty()) {
+    return;
+  }
+  body_bytes_ += bytes.size();
+  connection_->queueBytes(bytes);
+}
+
+void Exchange::sendFile(std::shared_ptr<const void> owner, int fd, uint64_t offset,
+                        uint64_t length, std::function<void()> on_sent) {
+  if (!isOpen()) {
+    return;
+  }
+  if (isHead() || length == 0) {
+    if (on_sent) {
+      on_sent();
+    }
+    return;
+  }
+  body_bytes_ += length;
+  connection_->queueFile(std::move(owner), fd, offset, length, std::move(on_sent));
+}
+
+void Exchange::finish() {
+  if (!isOpen()) {
+    return;
+  }
+  on_abort_ = nullptr;
+  connection_->finishExchange();
+}
+
+void Exchange::abort() {
+  if (!isOpen()) {
+    return;
+  }
+  connection_->close("response aborted");
+}
+
+void Exchange::detach() {
+  connection_ = nullptr;
+  if (auto on_abort = std::move(on_abort_)) {
+    on_abort_ = nullptr;
+    on_abort();
+  }
+}
+
+// ----- Connection -----------------------------------------------------------------------
+
+Connection::Connection(LoopServer* owner, int fd) : owner_(owner), fd_(fd) {
+  static const llhttp_settings_t kSettings = [] {
+    llhttp_settings_t settings;
+    llhttp_settings_init(&settings);
+    settings.on_message_begin = &Connection::onMessageBegin;
+    settings.on_url = &Connection::onUrl;
+    settings.on_header_field = &Connection::onHeaderField;
+    settings.on_header_value = &Connection::onHeaderValue;
+    settings.on_headers_complete = &Connection::onHeadersComplete;
+    settings.on_body = &Connection::onBody;
+    settings.on_message_complete = &Connection::onMessageComplete;
+    return settings;
+  }();
+  llhttp_init(&parser_, HTTP_REQUEST, &kSettings);
+  parser_.data = this;
+}
+
+void Connection::start() {
+  uv_loop_t* loop = owner_->loop().uv();
+  uv_poll_init_socket(loop, &poll_, fd_);
+  poll_.data = this;
+  uv_timer_init(loop, &timer_);
+  timer_.data = this;
+  handles_open_ = 2;
+  updatePollEvents();
+  armTimer(owner_->options().idle_timeout_ms);
+}
+
+void Connection::updatePollEvents() {
+  if (state_ == State::kClosing) {
+    return;
+  }
+  int events = 0;
+  // While a request is handled, keep reading only to notice a closed peer, and stop once a
+  // pipelined backlog fills the input buffer.
+  if (!peer_closed_ && input_.size() < owner_->options().max_header_bytes * 2) {
+    events |= UV_READABLE;
+  }
+  if (write_blocked_) {
+    events |= UV_WRITABLE;
+  }
+  if (events == poll_events_) {
+    return;
+  }
+  poll_events_ = events;
+  if (events == 0) {
+    uv_poll_stop(&poll_);
+  } else {
+    uv_poll_start(&poll_, events, &Connection::onPoll);
+  }
+}
+
+void Connection::armTimer(int64_t timeout_ms) {
+  if (state_ == State::kClosing) {
+    return;
+  }
+  if (timeout_ms <= 0) {
+    uv_timer_stop(&timer_);
+    return;
+  }
+  uv_timer_start(&timer_, &Connection::onTimer, static_cast<uint64_t>(timeout_ms), 0);
+}
+
+void Connection::onTimer(uv_timer_t* handle) {
+  auto* self = static_cast<Connection*>(handle->data);
+  if (self->state_ == State::kHandling) {
+    self->close("send timed out");
+  } else if (self->has_partial_request_) {
+    self->rejectRequest(408, "request headers timed out");
+  } else {
+    self->close("idle timeout");
+  }
+}
+
+void Connection::onPoll(uv_poll_t* handle, int status, int events) {
+  auto* self = static_cast<Connection*>(handle->data);
+  if (status < 0) {
+    self->close(uv_strerror(status));
+    return;
+  }
+  if (events & UV_WRITABLE) {
+    self->write_blocked_ = false;
+    self->flush();
+  }
+  if ((events & UV_READABLE) && self->state_ != State::kClosing) {
+    self->readAvailable();
+  }
+  self->updatePollEvents();
+}
+
+void Connection::readAvailable() {
+  while (state_ != State::kClosing && input_.size() < owner_->options().max_header_bytes * 2) {
+    size_t old_size = input_.size();
+    input_.resize(old_size + kReadChunkBytes);
+    ssize_t received =
+        retryOnEintr([&] { return ::recv(fd_, input_.data() + old_size, kReadChunkBytes, 0); });
+    if (received < 0) {
+      input_.resize(old_size);
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      }
+      close(std::strerror(errno));
+      return;
+    }
+    input_.resize(old_size + static_cast<size_t>(received));
+    if (received == 0) {
+      peer_closed_ = true;
+      break;
+    }
+    if (static_cast<size_t>(received) < kReadChunkBytes) {
+      break;
+    }
+  }
+
+  if (state_ == State::kReading) {
+    processInput();
+  }
+  if (peer_closed_ && state_ != State::kClosing) {
+    // A client that closed its side cannot read a response on most stacks; stop here, and
+    // let a handler in progress see the abort.
+    close("peer closed");
+  }
+}
+
+void Connection::processInput() {
+  while (state_ == State::kReading && !input_.empty()) {
+    if (!has_partial_request_) {
+      has_partial_request_ = true;
+      armTimer(owner_->options().header_timeout_ms);
+    }
+    llhttp_errno_t error = llhttp_execute(&parser_, input_.data(), input_.size());
+    size_t consumed = input_.size();
+    if (error == HPE_PAUSED) {
+      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input_.data());
+      llhttp_resume(&parser_);
+    }
+    input_.erase(0, consumed);
+
+    if (header_too_large_) {
+      rejectRequest(431, "request line and headers are too large");
+      return;
+    }
+    if (body_too_large_) {
+      rejectRequest(413, "request body is too large");
+      return;
+    }
+    if (error != HPE_OK && error != HPE_PAUSED) {
+      rejectRequest(400, llhttp_errno_name(error));
+      return;
+    }
+    if (!message_complete_) {
+      return;  // wait for more bytes
+    }
+    dispatch();
+  }
+}
+
+void Connection::dispatch() {
+  message_complete_ = false;
+  has_partial_request_ = false;
+  state_ = State::kHandling;
+  uv_timer_stop(&timer_);
+
+  std::string_view given_id = request_.header("X-Request-Id");
+  std::string request_id =
+      isWellFormedRequestId(given_id) ? std::string(given_id) : owner_->ids().next();
+  exchange_ = std::make_shared<Exchange>(this, &request_, std::move(request_id), &owner_->loop());
+  exchange_finished_ = false;
+  output_.clear();
+  output_sent_ = 0;
+
+  auto exchange = exchange_;
+  owner_->server().handler_(exchange);
+}
+
+void Connection::rejectRequest(int status, std::string_view message) {
+  owner_->server().counters_.requests_rejected.fetch_add(1, std::memory_order_relaxed);
+  log::proxy().debug("request rejected status={} reason=\"{}\"", status, message);
+  std::string body = R"({"errors":[{"code":"UNSUPPORTED","message":")";
+  body.append(message);
+  body.append(R"("}]})");
+  std::string text = "HTTP/1.1 " + std::to_string(status) + " ";
+  text.append(reasonPhrase(status));
+  text.append("\r\nContent-Type: application/json\r\nContent-Length: ");
+  text.append(std::to_string(body.size()));
+  text.append("\r\nConnection: close\r\n\r\n");
+  text.append(body);
+
+  // Best effort: the connection closes right after, whatever the socket accepts now.
+  (void)retryOnEintr(
+      [&] { return ::send(fd_, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT); });
+  close("rejected");
+}
+
+void Connection::queueBytes(std::string_view bytes) {
+  output_.append(bytes);
+  flush();
+}
+
+void Connection::queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset,
+                           uint64_t length, std::function<void()> on_sent) {
+  file_ = FileRange{std::move(owner), fd, offset, length, std::move(on_sent)};
+  flush();
+}
+
+void Connection::finishExchange() {
+  exchange_finished_ = true;
+  flush();
+}
+
+void Connection::flush() {
+  if (state_ != State::kHandling || write_blocked_) {
+    return;
+  }
+  uint64_t sent_now = 0;
+  while (sent_now < kMaxBytesPerWritableEvent) {
+    if (output_sent_ < output_.size()) {
+      int flags = MSG_NOSIGNAL | (file_.remaining > 0 ? MSG_MORE : 0);
+      ssize_t sent = retryOnEintr([&] {
+        return ::send(fd_, output_.data() + output_sent_, output_.size() - output_sent_, flags);
+      });
+      if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          write_blocked_ = true;
+          break;
+        }
+        close(std::strerror(errno));
+        return;
+      }
+      output_sent_ += static_cast<size_t>(sent);
+      sent_now += static_cast<uint64_t>(sent);
+      if (output_sent_ == output_.size()) {
+        output_.clear();
+        output_sent_ = 0;
+      }
+      continue;
+    }
+    if (file_.remaining > 0) {
+      auto offset = static_cast<off_t>(file_.offset);
+      size_t chunk = static_cast<size_t>(
+          std::min<uint64_t>(file_.remaining, kMaxBytesPerWritableEvent - sent_now));
+      ssize_t sent = retryOnEintr([&] { return ::sendfile(fd_, file_.fd, &offset, chunk); });
+      if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          write_blocked_ = true;
+          break;
+        }
+        close(std::strerror(errno));
+        return;
+      }
+      if (sent == 0) {
+        // The file is shorter than the range it was queued with: the response cannot be
+        // completed with the promised length.
+        log::proxy().error("file ended before its range req={} offset={} remaining={}",
+                           exchange_ ? exchange_->requestId() : "-", file_.offset,
+                           file_.remaining);
+        close("file shorter than its range");
+        return;
+      }
+      file_.offset += static_cast<uint64_t>(sent);
+      file_.remaining -= static_cast<uint64_t>(sent);
+      sent_now += static_cast<uint64_t>(sent);
+      if (file_.remaining == 0) {
+        auto on_sent = std::move(file_.on_sent);
+        file_ = FileRange{};
+        if (on_sent) {
+          on_sent();  // may queue more bytes, another file range, or finish the exchange
+        }
+        if (state_ != State::kHandling) {
+          return;
+        }
+      }
+      continue;
+    }
+    break;
+  }
+  owner_->server().counters_.bytes_sent.fetch_add(sent_now, std::memory_order_relaxed);
+
+  bool drained = output_.empty() && file_.remaining == 0;
+  if (drained && exchange_finished_) {
+    completeExchange();
+    return;
+  }
+  if (write_blocked_) {
+    armTimer(owner_->options().send_timeout_ms);
+  } else if (!drained) {
+    // The per-event budget ran out: come back on the next writable event.
+    write_blocked_ = true;
+  }
+  updatePollEvents();
+}
+
+void Connection::completeExchange() {
+  std::shared_ptr<Exchange> exchange = std::move(exchange_);
+  exchange_finished_ = false;
+  logAccess(*exchange, true);
+  exchange->detach();
+  bool keep_alive = request_.keepAlive() && !owner_->isShuttingDown();
+  request_.clear();
+  if (!keep_alive) {
+    ::shutdown(fd_, SHUT_WR);
+    close("connection: close");
+    return;
+  }
+  state_ = State::kReading;
+  armTimer(owner_->options().idle_timeout_ms);
+  processInput();
+  if (state_ != State::kClosing) {
+    updatePollEvents();
+  }
+}
+
+void Connection::logAccess(const Exchange& exchange, bool completed) {
+  auto& logger = log::access();
+  if (!logger.should_log(spdlog::level::info)) {
+    return;
+  }
+  int64_t duration_ms = monotonicMs() - exchange.startedMs();
+  const std::string& repository = exchange.repository();
+  logger.info("{} {} status={} bytes={} duration_ms={} repo={} cache={} req={}{}",
+              request_.methodName(), request_.path(), exchange.status(),
+              exchange.bodyBytesQueued(), duration_ms, repository.empty() ? "-" : repository,
+              cacheOutcomeName(exchange.outcome()), exchange.requestId(),
+              completed ? "" : " aborted=true");
+}
+
+void Connection::closeIfIdle() {
+  if (isIdle()) {
+    close("server shutting down");
+  }
+}
+
+void Connection::close(std::string_view reason) {
+  if (state_ == State::kClosing) {
+    return;
+  }
+  bool was_handling = state_ == State::kHandling;
+  state_ = State::kClosing;
+  log::proxy().trace("connection closed fd={} reason=\"{}\"", fd_, reason);
+  if (was_handling && exchange_) {
+    std::shared_ptr<Exchange> exchange = std::move(exchange_);
+    logAccess(*exchange, false);
+    exchange->detach();
+  }
+  file_ = FileRange{};
+  uv_poll_stop(&poll_);
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &Connection::onHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &Connection::onHandleClosed);
+}
+
+void Connection::onHandleClosed(uv_handle_t* handle) {
+  auto* self = static_cast<Connection*>(handle->data);
+  if (--self->handles_open_ > 0) {
+    return;
+  }
+  ::close(self->fd_);
+  self->owner_->onConnectionClosed(self);
+  delete self;
+}
+
+// ----- llhttp callbacks ----------------------------------------------------------------
+
+int Connection::onMessageBegin(llhttp_t* parser) {
+  auto* self = static_cast<Connection*>(parser->data);
+  self->request_.clear();
+  return HPE_OK;
+}
+
+int Connection::onUrl(llhttp_t* parser, const char* at, size_t length) {
+  auto* self = static_cast<Connection*>(parser->data);
+  self->request_.appendTarget(std::string_view(at, length));
+  if (self->request_.headerBytes() > self->owner_->options().max_header_bytes) {
+    self->header_too_large_ = true;
+    return HPE_USER;
+  }
+  return HPE_OK;
+}
+
+int Connection::onHeaderField(llhttp_t* parser, const char* at, size_t length) {
+  auto* self = static_cast<Connection*>(parser->data);
+  self->request_.appendHeaderName(std::string_view(at, length));
+  if (self->request_.headerBytes() > self->owner_->options().max_header_bytes) {
+    self->header_too_large_ = true;
+    return HPE_USER;
+  }
+  return HPE_OK;
+}
+
+int Connection::onHeaderValue(llhttp_t* parser, const char* at, size_t length) {
+  auto* self = static_cast<Connection*>(parser->data);
+  self->request_.appendHeaderValue(std::string_view(at, length));
+  if (self->request_.headerBytes() > self->owner_->options().max_header_bytes) {
+    self->header_too_large_ = true;
+    return HPE_USER;
+  }
+  return HPE_OK;
+}
+
+int Connection::onHeadersComplete(llhttp_t* parser) {
+  auto* self = static_cast<Connection*>(parser->data);
+  auto method = static_cast<llhttp_method_t>(llhttp_get_method(parser));
+  self->request_.setMethod(methodOf(method), llhttp_method_name(method));
+  self->request_.setKeepAlive(llhttp_should_keep_alive(parser) != 0);
+  if (parser->content_length > self->owner_->options().max_body_bytes &&
+      (parser->flags & F_CONTENT_LENGTH)) {
+    self->body_too_large_ = true;
+    return HPE_USER;
+  }
+  return HPE_OK;
+}
+
+int Connection::onBody(llhttp_t* parser, const char* at, size_t length) {
+  auto* self = static_cast<Connection*>(parser->data);
+  if (self->request_.body().size() + length > self->owner_->options().max_body_bytes) {
+    self->body_too_large_ = true;
+    return HPE_USER;
+  }
+  self->request_.appendBody(std::string_view(at, length));
+  return HPE_OK;
+}
+
+int Connection::onMessageComplete(llhttp_t* parser) {
+  auto* self = static_cast<Connection*>(parser->data);
+  self->message_complete_ = true;
+  // Stop after one request so that pipelined ones wait until this one is answered.
+  return HPE_PAUSED;
+}
+
+// ----- LoopServer -------------------------------------------------------------------------
+
+LoopServer::LoopServer(HttpServer* server, EventLoop* loop, int listen_fd,
+                       uint32_t max_connections)
+    : server_(server), loop_(loop), listen_fd_(listen_fd), max_connections_(max_connections) {}
+
+void LoopServer::start() {
+  uv_poll_init_socket(loop_->uv(), &listen_poll_, listen_fd_.get());
+  listen_poll_.data = this;
+  uv_timer_init(loop_->uv(), &grace_timer_);
+  grace_timer_.data = this;
+  handles_open_ = 2;
+  resumeAccepting();
+}
+
+void LoopServer::pauseAccepting() {
+  if (accepting_) {
+    uv_poll_stop(&listen_poll_);
+    accepting_ = false;
+  }
+}
+
+void LoopServer::resumeAccepting() {
+  if (!accepting_ && !shutting_down_) {
+    uv_poll_start(&listen_poll_, UV_READABLE, &LoopServer::onListenReadable);
+    accepting_ = true;
+  }
+}
+
+void LoopServer::onListenReadable(uv_poll_t* handle, int status, int) {
+  auto* self = static_cast<LoopServer*>(handle->data);
+  if (status < 0) {
+    log::proxy().error("listening socket failed loop={} error={}", self->loop_->index(),
+                       uv_strerror(status));
+    return;
+  }
+  self->acceptAll();
+}
+
+void LoopServer::acceptAll() {
+  while (connections_.size() < max_connections_) {
+    int fd = retryOnEintr([&] {
+      return ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    });
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
+        log::proxy().warn("accept failed loop={} error=\"{}\"", loop_->index(),
+                          std::strerror(errno));
+      }
+      return;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    auto* connection = new Connection(this, fd);
+    connections_.push_back(connection);
+    server_->counters_.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    server_->counters_.connections_open.fetch_add(1, std::memory_order_relaxed);
+    connection->start();
+  }
+  // At the cap: stop accepting here until a connection closes; new connections wait in the
+  // kernel's backlog.
+  pauseAccepting();
+}
+
+void LoopServer::onConnectionClosed(Connection* connection) {
+  server_->counters_.connections_open.fetch_sub(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < connections_.size(); ++i) {
+    if (connections_[i] == connection) {
+      connections_[i] = connections_.back();
+      connections_.pop_back();
+      break;
+    }
+  }
+  if (shutting_down_) {
+    maybeFinishShutdown();
+  } else {
+    resumeAccepting();
+  }
+}
+
+void LoopServer::shutdown(int64_t grace_ms) {
+  shutting_down_ = true;
+  pauseAccepting();
+  // The socket closes only after its poll handle, so libuv never watches a closed descriptor.
+  uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll_), [](uv_handle_t* handle) {
+    auto* self = static_cast<LoopServer*>(handle->data);
+    self->listen_fd_.reset();
+    self->onShutdownHandleClosed();
+  });
+  for (Connection* connection : std::vector<Connection*>(connections_)) {
+    connection->closeIfIdle();
+  }
+  uv_timer_start(&grace_timer_, &LoopServer::onGraceTimer, static_cast<uint64_t>(grace_ms), 0);
+  maybeFinishShutdown();
+}
+
+void LoopServer::onGraceTimer(uv_timer_t* handle) {
+  auto* self = static_cast<LoopServer*>(handle->data);
+  if (!self->connections_.empty()) {
+    log::proxy().warn("closing connections still busy after the grace period loop={} count={}",
+                      self->loop_->index(), self->connections_.size());
+  }
+  for (Connection* connection : std::vector<Connection*>(self->connections_)) {
+    connection->close("shutdown grace period over");
+  }
+}
+
+void LoopServer::maybeFinishShutdown() {
+  if (!connections_.empty() || uv_is_closing(reinterpret_cast<uv_handle_t*>(&grace_timer_))) {
+    return;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), [](uv_handle_t* handle) {
+    static_cast<LoopServer*>(handle->data)->onShutdownHandleClosed();
+  });
+}
+
+void LoopServer::onShutdownHandleClosed() {
+  if (--handles_open_ > 0) {
+    return;
+  }
+  if (server_->loops_running_.fetch_sub(1) == 1 && server_->on_shutdown_done_) {
+    server_->on_shutdown_done_();
+  }
+}
+
+// ----- HttpServer -----------------------------------------------------------------------
+
+HttpServer::HttpServer(std::vector<EventLoop*> loops, ServerOptions options,
+                       RequestHandler handler)
+    : loops_(std::move(loops)), options_(std::move(options)), handler_(std::move(handler)) {}
+
+HttpServer::~HttpServer() {
+  for (LoopServer* loop_server : loop_servers_) {
+    delete loop_server;
+  }
+  for (int fd : listen_fds_) {
+    ::close(fd);
+  }
+}
+
+Status HttpServer::bind() {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, options_.host.c_str(), &address.sin_addr) != 1) {
+    return invalidArgument("listen address is not an IPv4 address: " + options_.host);
+  }
+  uint16_t port = options_.port;
+  for (size_t i = 0; i < loops_.size(); ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+      return errnoStatus("socket", errno);
+    }
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+      return errnoStatus("setsockopt SO_REUSEPORT", errno);
+    }
+    address.sin_port = htons(port);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+      return errnoStatus(fmt::format("bind {}:{}", options_.host, port), errno);
+    }
+    if (::listen(fd.get(), 1024) != 0) {
+      return errnoStatus("listen", errno);
+    }
+    if (port == 0) {
+      sockaddr_in bound{};
+      socklen_t length = sizeof(bound);
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length);
+      port = ntohs(bound.sin_port);
+    }
+    listen_fds_.push_back(fd.release());
+  }
+  bound_port_ = port;
+  return Status::ok();
+}
+
+void HttpServer::start() {
+  uint32_t per_loop = std::max<uint32_t>(
+      1, options_.max_connections / static_cast<uint32_t>(std::max<size_t>(1, loops_.size())));
+  loops_running_ = loops_.size();
+  for (size_t i = 0; i < loops_.size(); ++i) {
+    auto* loop_server = new LoopServer(this, loops_[i], listen_fds_[i], per_loop);
+    loop_servers_.push_back(loop_server);
+    loops_[i]->post([loop_server] { loop_server->start(); });
+  }
+  listen_fds_.clear();  // each LoopServer owns its socket now
+}
+
+void HttpServer::shutdown(int64_t grace_ms, std::function<void()> on_done) {
+  on_shutdown_done_ = std::move(on_done);
+  for (size_t i = 0; i < loops_.size(); ++i) {
+    LoopServer* loop_server = loop_servers_[i];
+    loops_[i]->post([loop_server, grace_ms] { loop_server->shutdown(grace_ms); });
+  }
+}
+
+}  // namespace outpost::proxy
