@@ -105,6 +105,16 @@ Digest DigestHasher::finish() {
   return Digest(algorithm_, std::move(text));
 }
 
+Digest DigestHasher::digestSoFar() const {
+  DigestHasher copy(algorithm_);
+  if (EVP_MD_CTX_copy_ex(copy.ctx_.get(), ctx_.get()) != 1) {
+    // Both contexts are initialised, so copying fails only when OpenSSL cannot allocate memory,
+    // and nothing sensible can follow.
+    std::abort();
+  }
+  return copy.finish();
+}
+
 Digest sha256Of(std::string_view bytes) {
   DigestHasher hasher;
   hasher.update(bytes);

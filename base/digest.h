@@ -61,6 +61,9 @@ class DigestHasher {
   }
   // Returns the digest of everything fed so far. The hasher may not be used afterwards.
   Digest finish();
+  // Returns the digest of everything fed so far from a copy of the state, so that the hasher
+  // can take more input afterwards.
+  Digest digestSoFar() const;
 
  private:
   struct CtxDeleter {

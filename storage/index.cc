@@ -1,0 +1,397 @@
+#include "storage/index.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <system_error>
+#include <utility>
+
+#include "base/log.h"
+
+namespace outpost::storage {
+namespace {
+
+// Index records are small (a blob record is 25 bytes, a manifest typically a few KiB), so a
+// modest block cache and write buffer suffice, and they bound the memory the index takes.
+constexpr size_t kBlockCacheBytes = 8 << 20;
+constexpr size_t kWriteBufferBytes = 4 << 20;
+constexpr int kBloomFilterBitsPerKey = 10;
+
+constexpr std::array<const char*, 4> kColumnFamilyNames = {"blobs", "manifests", "tags", "links"};
+
+Status fromRocksStatus(std::string_view context, const rocksdb::Status& status) {
+  if (status.ok()) {
+    return Status::ok();
+  }
+  std::string message = std::string(context) + ": " + status.ToString();
+  switch (status.code()) {
+    case rocksdb::Status::kNotFound:
+      return notFound(std::move(message));
+    case rocksdb::Status::kCorruption:
+      return corruption(std::move(message));
+    case rocksdb::Status::kInvalidArgument:
+    case rocksdb::Status::kNotSupported:
+      return invalidArgument(std::move(message));
+    case rocksdb::Status::kIOError:
+      if (status.IsNoSpace()) {
+        return Status(StatusCode::kNoSpace, std::move(message));
+      }
+      return ioError(std::move(message));
+    case rocksdb::Status::kBusy:
+    case rocksdb::Status::kTimedOut:
+    case rocksdb::Status::kTryAgain:
+    case rocksdb::Status::kShutdownInProgress:
+      return unavailable(std::move(message));
+    default:
+      return internalError(std::move(message));
+  }
+}
+
+rocksdb::Slice toSlice(std::string_view bytes) {
+  return rocksdb::Slice(bytes.data(), bytes.size());
+}
+
+Status checkKeyComponent(std::string_view what, std::string_view value) {
+  if (value.empty()) {
+    return invalidArgument(std::string(what) + " is empty");
+  }
+  if (value.find('\0') != std::string_view::npos) {
+    return invalidArgument(std::string(what) + " contains a NUL byte");
+  }
+  return Status::ok();
+}
+
+Status checkRecordString(std::string_view what, std::string_view value) {
+  if (value.size() > kMaxRecordStringBytes) {
+    return invalidArgument(std::string(what) + " has " + std::to_string(value.size()) +
+                           " bytes, more than the maximum of " +
+                           std::to_string(kMaxRecordStringBytes));
+  }
+  return Status::ok();
+}
+
+Status checkTagKey(std::string_view repository, std::string_view name, std::string_view tag) {
+  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("repository key", repository));
+  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("image name", name));
+  return checkKeyComponent("tag", tag);
+}
+
+// "<repository>\0<name>\0", the prefix of every tag key of one image.
+std::string tagPrefix(std::string_view repository, std::string_view name) {
+  std::string key;
+  key.reserve(repository.size() + name.size() + 2);
+  key.append(repository);
+  key.push_back('\0');
+  key.append(name);
+  key.push_back('\0');
+  return key;
+}
+
+std::string tagKey(std::string_view repository, std::string_view name, std::string_view tag) {
+  return tagPrefix(repository, name).append(tag);
+}
+
+std::string linkKey(std::string_view repository, const Digest& digest) {
+  std::string key(repository);
+  key.push_back('\0');
+  key.append(digest.str());
+  return key;
+}
+
+std::string tagLogFields(std::string_view repository, std::string_view name, std::string_view tag) {
+  return " repo=" + std::string(repository) + " name=" + std::string(name) +
+         " tag=" + std::string(tag);
+}
+
+rocksdb::ColumnFamilyOptions columnFamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.block_cache = cache;
+  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomFilterBitsPerKey));
+
+  rocksdb::ColumnFamilyOptions options;
+  options.write_buffer_size = kWriteBufferBytes;
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+  return options;
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir) {
+  if (dir.empty()) {
+    return invalidArgument("index folder is empty");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return errnoStatus("creating index folder " + dir.string() + " failed", error.value());
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.keep_log_file_num = 5;
+  db_options.max_log_file_size = 1 << 20;
+
+  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const char* name : kColumnFamilyNames) {
+    descriptors.emplace_back(name, columnFamilyOptions(cache));
+  }
+  // RocksDB requires the default column family to be opened too. It stays empty.
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, columnFamilyOptions(cache));
+
+  std::vector<rocksdb::ColumnFamilyHandle*> opened;
+  rocksdb::DB* raw_db = nullptr;
+  rocksdb::Status status =
+      rocksdb::DB::Open(db_options, dir.string(), descriptors, &opened, &raw_db);
+  if (!status.ok()) {
+    return fromRocksStatus("opening index " + dir.string() + " failed", status);
+  }
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+
+  // Only the handles of the four record kinds are kept. The default column family's is released.
+  Handles handles{};
+  std::copy_n(opened.begin(), handles.size(), handles.begin());
+  db->DestroyColumnFamilyHandle(opened.back()).PermitUncheckedError();
+
+  log::storage().info("index opened path={}", dir.string());
+  return std::make_unique<Index>(PrivateTag(), std::move(db), handles, dir);
+}
+
+Index::Index(PrivateTag, std::unique_ptr<rocksdb::DB> db, const Handles& handles,
+             std::filesystem::path dir)
+    : db_(std::move(db)), handles_(handles), dir_(std::move(dir)) {}
+
+Index::~Index() {
+  Status flushed = flushAccessTimes();
+  if (!flushed.isOk()) {
+    log::storage().error("access times were lost at index close path={} error={}", dir_.string(),
+                         flushed.toString());
+  }
+
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+  }
+  rocksdb::Status closed = db_->Close();
+  if (!closed.ok()) {
+    log::storage().error("closing index failed path={} error={}", dir_.string(), closed.ToString());
+  }
+}
+
+Expected<std::string> Index::readValue(ColumnFamily family, std::string_view key) const {
+  std::string value;
+  rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), handles_[family], toSlice(key), &value);
+  if (status.IsNotFound()) {
+    return notFound(std::string(kColumnFamilyNames[family]) + " record not found");
+  }
+  if (!status.ok()) {
+    return fromRocksStatus(std::string("reading ") + kColumnFamilyNames[family] + " record failed",
+                           status);
+  }
+  return value;
+}
+
+Status Index::writeSynced(ColumnFamily family, std::string_view key, std::string_view value) {
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  rocksdb::Status status = db_->Put(options, handles_[family], toSlice(key), toSlice(value));
+  return fromRocksStatus(std::string("writing ") + kColumnFamilyNames[family] + " record failed",
+                         status);
+}
+
+Status Index::putBlob(const Digest& digest, const BlobRecord& record) {
+  std::lock_guard lock(blob_write_mutex_);
+  return writeSynced(kBlobs, digest.str(), encodeBlobRecord(record));
+}
+
+Expected<BlobRecord> Index::getBlob(const Digest& digest) const {
+  Expected<std::string> value = readValue(kBlobs, digest.str());
+  if (!value) {
+    return std::move(value).takeStatus();
+  }
+  Expected<BlobRecord> record = decodeBlobRecord(*value);
+  if (!record) {
+    return corruption(std::string(record.status().message()) + " digest=" + digest.str());
+  }
+  return record;
+}
+
+Status Index::deleteBlob(const Digest& digest) {
+  std::lock_guard lock(blob_write_mutex_);
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  rocksdb::Status status = db_->Delete(options, handles_[kBlobs], digest.str());
+  return fromRocksStatus("deleting blob record failed digest=" + digest.str(), status);
+}
+
+Status Index::putManifest(const Digest& digest, const ManifestRecord& record) {
+  OUTPOST_RETURN_IF_ERROR(checkRecordString("manifest media type", record.media_type));
+  return writeSynced(kManifests, digest.str(), encodeManifestRecord(record));
+}
+
+Expected<ManifestRecord> Index::getManifest(const Digest& digest) const {
+  Expected<std::string> value = readValue(kManifests, digest.str());
+  if (!value) {
+    return std::move(value).takeStatus();
+  }
+  Expected<ManifestRecord> record = decodeManifestRecord(*value);
+  if (!record) {
+    return corruption(std::string(record.status().message()) + " digest=" + digest.str());
+  }
+  return record;
+}
+
+Status Index::putTag(std::string_view repository, std::string_view name, std::string_view tag,
+                     const TagRecord& record) {
+  OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
+  OUTPOST_RETURN_IF_ERROR(checkRecordString("tag media type", record.media_type));
+  if (!Digest::parse(record.digest)) {
+    return invalidArgument("tag record digest is invalid digest=" + record.digest +
+                           tagLogFields(repository, name, tag));
+  }
+  return writeSynced(kTags, tagKey(repository, name, tag), encodeTagRecord(record));
+}
+
+Expected<TagRecord> Index::getTag(std::string_view repository, std::string_view name,
+                                  std::string_view tag) const {
+  OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
+  Expected<std::string> value = readValue(kTags, tagKey(repository, name, tag));
+  if (!value) {
+    return std::move(value).takeStatus();
+  }
+  Expected<TagRecord> record = decodeTagRecord(*value);
+  if (!record) {
+    return corruption(std::string(record.status().message()) + tagLogFields(repository, name, tag));
+  }
+  return record;
+}
+
+Expected<std::vector<std::string>> Index::listTags(std::string_view repository,
+                                                   std::string_view name) const {
+  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("repository key", repository));
+  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("image name", name));
+
+  // Every tag key of the image sorts at or after "<repository>\0<name>\0" and before
+  // "<repository>\0<name>\1", because a "\1" sorts after the "\0" separator.
+  std::string prefix = tagPrefix(repository, name);
+  std::string upper_bound = prefix;
+  upper_bound.back() = '\1';
+  rocksdb::Slice upper_bound_slice = toSlice(upper_bound);
+  rocksdb::ReadOptions options;
+  options.iterate_upper_bound = &upper_bound_slice;
+
+  std::vector<std::string> tags;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handles_[kTags]));
+  for (it->Seek(toSlice(prefix)); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    if (!key.starts_with(prefix)) {
+      break;
+    }
+    key.remove_prefix(prefix.size());
+    tags.emplace_back(key);
+  }
+  if (!it->status().ok()) {
+    return fromRocksStatus(
+        "listing tags failed repo=" + std::string(repository) + " name=" + std::string(name),
+        it->status());
+  }
+  return tags;
+}
+
+Status Index::putLink(std::string_view repository, const Digest& digest) {
+  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("repository key", repository));
+  const char version = static_cast<char>(kIndexRecordVersion);
+  return writeSynced(kLinks, linkKey(repository, digest), std::string_view(&version, 1));
+}
+
+bool Index::hasLink(std::string_view repository, const Digest& digest) const {
+  Status checked = checkKeyComponent("repository key", repository);
+  if (!checked.isOk()) {
+    log::storage().error("link lookup rejected digest={} error={}", digest.str(),
+                         checked.toString());
+    return false;
+  }
+  Expected<std::string> value = readValue(kLinks, linkKey(repository, digest));
+  if (!value && value.status().code() != StatusCode::kNotFound) {
+    log::storage().error("link lookup failed repo={} digest={} error={}", repository, digest.str(),
+                         value.status().toString());
+  }
+  return value.hasValue();
+}
+
+void Index::touchBlob(const Digest& digest, int64_t now_ms) {
+  std::lock_guard lock(pending_mutex_);
+  auto [it, inserted] = pending_access_ms_.try_emplace(digest.str(), now_ms);
+  if (!inserted) {
+    it->second = std::max(it->second, now_ms);
+  }
+}
+
+Status Index::flushAccessTimes() {
+  std::unordered_map<std::string, int64_t> access_ms;
+  {
+    std::lock_guard lock(pending_mutex_);
+    access_ms.swap(pending_access_ms_);
+  }
+  if (access_ms.empty()) {
+    return Status::ok();
+  }
+
+  Status written = writeAccessTimes(access_ms);
+  if (!written.isOk()) {
+    // Put the times back, keeping any later touch recorded during the failed write.
+    std::lock_guard lock(pending_mutex_);
+    for (const auto& [digest, time_ms] : access_ms) {
+      auto [it, inserted] = pending_access_ms_.try_emplace(digest, time_ms);
+      if (!inserted) {
+        it->second = std::max(it->second, time_ms);
+      }
+    }
+  }
+  return written;
+}
+
+Status Index::writeAccessTimes(const std::unordered_map<std::string, int64_t>& access_ms) {
+  std::lock_guard lock(blob_write_mutex_);
+  rocksdb::WriteBatch batch;
+  for (const auto& [digest, time_ms] : access_ms) {
+    Expected<std::string> value = readValue(kBlobs, digest);
+    if (!value) {
+      if (value.status().code() == StatusCode::kNotFound) {
+        continue;
+      }
+      return value.status();
+    }
+
+    Expected<BlobRecord> record = decodeBlobRecord(*value);
+    if (!record) {
+      // Failing the whole flush would keep this digest pending forever and stop every later
+      // access time from being written, so the damaged record is skipped and reported.
+      log::storage().error("access time not written for a damaged blob record digest={} error={}",
+                           digest, record.status().toString());
+      continue;
+    }
+    if (record->last_access_ms >= time_ms) {
+      continue;
+    }
+    record->last_access_ms = time_ms;
+    rocksdb::Status added = batch.Put(handles_[kBlobs], digest, encodeBlobRecord(*record));
+    if (!added.ok()) {
+      return fromRocksStatus("adding access time to batch failed digest=" + digest, added);
+    }
+  }
+
+  if (batch.Count() == 0) {
+    return Status::ok();
+  }
+  rocksdb::Status status = db_->Write(rocksdb::WriteOptions(), &batch);
+  return fromRocksStatus("writing access times failed count=" + std::to_string(batch.Count()),
+                         status);
+}
+
+}  // namespace outpost::storage

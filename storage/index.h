@@ -1,0 +1,130 @@
+// Index: the RocksDB database that records blobs, manifests, tags and links.
+//
+// Key schema, one column family per record kind. Keys are raw bytes compared bytewise, and
+// "\0" separates components. Repository keys, image names and tags cannot contain a NUL byte
+// (the put and get calls reject one), so no key is ambiguous.
+//
+//   column family  key                                   value (storage/index_record.h)
+//   blobs          "<digest>"                            BlobRecord, 25 bytes
+//   manifests      "<digest>"                            ManifestRecord, body byte for byte
+//   tags           "<repository>\0<name>\0<tag>"         TagRecord
+//   links          "<repository>\0<digest>"              one version byte
+//
+// <digest> is the full text, "sha256:<hex>". <repository> is a configured repository key such as
+// "dockerhub", and <name> an image name such as "library/alpine". The tags of one image are the
+// keys that start with "<repository>\0<name>\0", so listing them is one prefix scan, and
+// "library/alpine" never picks up the tags of "library/alpine2".
+//
+// Values are the versioned binary records of storage/index_record.h.
+//
+// Startup opens the database and reads no blob files and no full column family.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/digest.h"
+#include "base/status.h"
+#include "storage/index_record.h"
+
+namespace outpost::storage {
+
+// Thread-safe: any thread may call any method, because RocksDB is thread-safe and the pending
+// access times are guarded by a mutex.
+//
+// BLOCKING: putBlob, deleteBlob, putManifest, putTag and putLink are synced writes
+// (WriteOptions::sync), because the rest of the system depends on them after a crash. Each can
+// wait on the disk for milliseconds, so they belong on a worker thread, never on an event loop.
+// Reads wait for no sync but may read from the disk on a block cache miss. touchBlob never
+// touches the disk.
+class Index {
+ public:
+  // Opens or creates the database in `dir`, creating the folder and missing column families.
+  static Expected<std::unique_ptr<Index>> open(const std::filesystem::path& dir);
+
+  // Flushes pending access times (logging a failure) and closes the database. Blocks on the
+  // disk like the synced writes.
+  ~Index();
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  // Blob records. Write the record only after BlobStore::commit, and delete it before
+  // BlobStore::remove, so that a record never outlives its file.
+  Status putBlob(const Digest& digest, const BlobRecord& record);
+  Expected<BlobRecord> getBlob(const Digest& digest) const;  // kNotFound
+  // Deleting an absent record is OK.
+  Status deleteBlob(const Digest& digest);
+
+  Status putManifest(const Digest& digest, const ManifestRecord& record);
+  Expected<ManifestRecord> getManifest(const Digest& digest) const;  // kNotFound
+
+  // Tags are per repository key and image name. kInvalidArgument for an empty component, a
+  // component with a NUL byte, or a record whose digest does not parse.
+  Status putTag(std::string_view repository, std::string_view name, std::string_view tag,
+                const TagRecord& record);
+  Expected<TagRecord> getTag(std::string_view repository, std::string_view name,
+                             std::string_view tag) const;  // kNotFound
+  // The tags of one image in bytewise order, empty when it has none.
+  Expected<std::vector<std::string>> listTags(std::string_view repository,
+                                              std::string_view name) const;
+
+  // Links record that a repository key contains a digest (blob or manifest), so that content
+  // cached for one remote is not served through another.
+  Status putLink(std::string_view repository, const Digest& digest);
+  // False when absent, and also when the read fails (the failure is logged).
+  bool hasLink(std::string_view repository, const Digest& digest) const;
+
+  // Records in memory that the blob was read at `now_ms`. Cheap enough for an event loop: it
+  // takes a mutex and touches a hash map, and keeps the latest time per digest.
+  void touchBlob(const Digest& digest, int64_t now_ms);
+  // Writes the recorded access times into their blob records in one unsynced WriteBatch. A time
+  // never moves a record's last_access_ms backwards, and a digest without a blob record is
+  // skipped, so a blob deleted in the meantime is not brought back. On failure the times are
+  // kept for the next flush. The caller decides how often to flush, and the destructor flushes
+  // once more.
+  Status flushAccessTimes();
+
+ private:
+  enum ColumnFamily : size_t { kBlobs = 0, kManifests, kTags, kLinks, kColumnFamilyCount };
+  using Handles = std::array<rocksdb::ColumnFamilyHandle*, kColumnFamilyCount>;
+
+  // Lets open() call the public constructor through std::make_unique while other code cannot.
+  struct PrivateTag {
+    explicit PrivateTag() = default;
+  };
+
+ public:
+  // Takes ownership of `db` and of the column family handles.
+  Index(PrivateTag, std::unique_ptr<rocksdb::DB> db, const Handles& handles,
+        std::filesystem::path dir);
+
+ private:
+  // Reads `key` from `family`. kNotFound when absent.
+  Expected<std::string> readValue(ColumnFamily family, std::string_view key) const;
+  Status writeSynced(ColumnFamily family, std::string_view key, std::string_view value);
+  // Writes `access_ms` (digest text to time) into the blob records in one batch.
+  Status writeAccessTimes(const std::unordered_map<std::string, int64_t>& access_ms);
+
+  std::unique_ptr<rocksdb::DB> db_;
+  Handles handles_{};
+  std::filesystem::path dir_;
+
+  // Serializes the read-modify-write of blob records in flushAccessTimes with putBlob and
+  // deleteBlob, so that a flush never overwrites a newer record or recreates a deleted one.
+  std::mutex blob_write_mutex_;
+
+  std::mutex pending_mutex_;
+  // Latest access time per digest text since the last flush. Guarded by pending_mutex_.
+  std::unordered_map<std::string, int64_t> pending_access_ms_;
+};
+
+}  // namespace outpost::storage

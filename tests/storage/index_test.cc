@@ -1,0 +1,402 @@
+#include "storage/index.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/storage/temp_folder.h"
+
+namespace outpost::storage {
+namespace {
+
+using namespace std::string_literals;
+using testing::TempFolder;
+using testing::writeFile;
+
+class IndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override { openIndex(); }
+
+  void openIndex() {
+    Expected<std::unique_ptr<Index>> opened = Index::open(folder_.path() / "index");
+    ASSERT_TRUE(opened) << opened.status().toString();
+    index_ = std::move(opened).value();
+  }
+
+  void reopen() {
+    index_.reset();
+    openIndex();
+  }
+
+  // Writes `value` under `key` in `family` with RocksDB itself, bypassing the Index encoders.
+  // The index must be closed, because RocksDB allows one open handle per database.
+  void putRaw(const std::string& family, const std::string& key, const std::string& value) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const char* name : {"default", "blobs", "manifests", "tags", "links"}) {
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw_db = nullptr;
+    rocksdb::Status status = rocksdb::DB::Open(
+        rocksdb::DBOptions(), (folder_.path() / "index").string(), descriptors, &handles, &raw_db);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    std::unique_ptr<rocksdb::DB> db(raw_db);
+
+    rocksdb::ColumnFamilyHandle* target = nullptr;
+    for (rocksdb::ColumnFamilyHandle* handle : handles) {
+      if (handle->GetName() == family) {
+        target = handle;
+      }
+    }
+    ASSERT_NE(target, nullptr) << family;
+    rocksdb::Status put = db->Put(rocksdb::WriteOptions(), target, key, value);
+    EXPECT_TRUE(put.ok()) << put.ToString();
+    for (rocksdb::ColumnFamilyHandle* handle : handles) {
+      EXPECT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+    }
+    EXPECT_TRUE(db->Close().ok());
+  }
+
+  TempFolder folder_;
+  std::unique_ptr<Index> index_;
+};
+
+const Digest kAlpineManifest = sha256Of("alpine manifest");
+const Digest kLayer = sha256Of("layer bytes");
+
+TEST_F(IndexTest, BlobRoundTrip) {
+  const BlobRecord record{.size = 3 << 20, .created_ms = 1000, .last_access_ms = 2000};
+  ASSERT_TRUE(index_->putBlob(kLayer, record).isOk());
+
+  Expected<BlobRecord> read = index_->getBlob(kLayer);
+  ASSERT_TRUE(read) << read.status().toString();
+  EXPECT_EQ(read->size, record.size);
+  EXPECT_EQ(read->created_ms, record.created_ms);
+  EXPECT_EQ(read->last_access_ms, record.last_access_ms);
+}
+
+TEST_F(IndexTest, ManifestBodyKeptByteForByte) {
+  // umoci writes manifests without a mediaType field and with a trailing newline, and the digest
+  // covers those exact bytes.
+  const ManifestRecord record{
+      .media_type = "application/vnd.oci.image.manifest.v1+json",
+      .body = "{\"schemaVersion\":2,  \"layers\":[]}\n\x00\xff"s,
+      .created_ms = 1234,
+  };
+  ASSERT_TRUE(index_->putManifest(kAlpineManifest, record).isOk());
+
+  Expected<ManifestRecord> read = index_->getManifest(kAlpineManifest);
+  ASSERT_TRUE(read) << read.status().toString();
+  EXPECT_EQ(read->body, record.body);
+  EXPECT_EQ(read->media_type, record.media_type);
+  EXPECT_EQ(read->created_ms, record.created_ms);
+}
+
+TEST_F(IndexTest, TagRoundTrip) {
+  const TagRecord record{.digest = kAlpineManifest.str(),
+                         .media_type = "application/vnd.oci.image.index.v1+json",
+                         .confirmed_ms = 5555};
+  ASSERT_TRUE(index_->putTag("dockerhub", "library/alpine", "3.19", record).isOk());
+
+  Expected<TagRecord> read = index_->getTag("dockerhub", "library/alpine", "3.19");
+  ASSERT_TRUE(read) << read.status().toString();
+  EXPECT_EQ(read->digest, record.digest);
+  EXPECT_EQ(read->media_type, record.media_type);
+  EXPECT_EQ(read->confirmed_ms, record.confirmed_ms);
+}
+
+TEST_F(IndexTest, PutTagOverwrites) {
+  TagRecord first{.digest = sha256Of("old").str(), .media_type = "a", .confirmed_ms = 1};
+  TagRecord second{.digest = sha256Of("new").str(), .media_type = "b", .confirmed_ms = 2};
+  ASSERT_TRUE(index_->putTag("dockerhub", "library/redis", "7", first).isOk());
+  ASSERT_TRUE(index_->putTag("dockerhub", "library/redis", "7", second).isOk());
+
+  Expected<TagRecord> read = index_->getTag("dockerhub", "library/redis", "7");
+  ASSERT_TRUE(read) << read.status().toString();
+  EXPECT_EQ(read->digest, second.digest);
+}
+
+TEST_F(IndexTest, MissingRecordsAreNotFound) {
+  ASSERT_TRUE(
+      index_->putTag("dockerhub", "library/alpine", "latest", {.digest = kAlpineManifest.str()})
+          .isOk());
+  struct Case {
+    const char* name;
+    Status status;
+  };
+  const std::vector<Case> cases = {
+      {"blob", index_->getBlob(kLayer).status()},
+      {"manifest", index_->getManifest(kAlpineManifest).status()},
+      {"tag", index_->getTag("dockerhub", "library/alpine", "edge").status()},
+      {"tag of other repository", index_->getTag("ghcr", "library/alpine", "latest").status()},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    EXPECT_EQ(test_case.status.code(), StatusCode::kNotFound) << test_case.status.toString();
+  }
+}
+
+TEST_F(IndexTest, DeleteBlob) {
+  ASSERT_TRUE(index_->putBlob(kLayer, {.size = 1}).isOk());
+
+  ASSERT_TRUE(index_->deleteBlob(kLayer).isOk());
+
+  EXPECT_EQ(index_->getBlob(kLayer).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(index_->deleteBlob(kLayer).isOk());
+}
+
+TEST_F(IndexTest, ReopenKeepsData) {
+  ASSERT_TRUE(index_->putBlob(kLayer, {.size = 77, .created_ms = 1}).isOk());
+  ASSERT_TRUE(
+      index_->putManifest(kAlpineManifest, {.media_type = "m", .body = "{}", .created_ms = 2})
+          .isOk());
+  ASSERT_TRUE(index_
+                  ->putTag("dockerhub", "library/alpine", "latest",
+                           {.digest = kAlpineManifest.str(), .media_type = "m"})
+                  .isOk());
+  ASSERT_TRUE(index_->putLink("dockerhub", kLayer).isOk());
+  index_->touchBlob(kLayer, 9000);
+
+  reopen();
+
+  Expected<BlobRecord> blob = index_->getBlob(kLayer);
+  ASSERT_TRUE(blob) << blob.status().toString();
+  EXPECT_EQ(blob->size, 77u);
+  EXPECT_EQ(blob->last_access_ms, 9000) << "pending access times are flushed at close";
+  Expected<ManifestRecord> manifest = index_->getManifest(kAlpineManifest);
+  ASSERT_TRUE(manifest) << manifest.status().toString();
+  EXPECT_EQ(manifest->body, "{}");
+  Expected<TagRecord> tag = index_->getTag("dockerhub", "library/alpine", "latest");
+  ASSERT_TRUE(tag) << tag.status().toString();
+  EXPECT_EQ(tag->digest, kAlpineManifest.str());
+  EXPECT_TRUE(index_->hasLink("dockerhub", kLayer));
+}
+
+TEST_F(IndexTest, ListTagsSortedAndScoped) {
+  const TagRecord record{.digest = kAlpineManifest.str()};
+  struct Entry {
+    const char* repository;
+    const char* name;
+    const char* tag;
+  };
+  const std::vector<Entry> entries = {
+      {"dockerhub", "library/alpine", "latest"},
+      {"dockerhub", "library/alpine", "3.19"},
+      {"dockerhub", "library/alpine", "3.2"},
+      {"dockerhub", "library/alpine", "edge"},
+      // Names that extend "library/alpine", and the same name under other repository keys.
+      {"dockerhub", "library/alpine2", "only-in-alpine2"},
+      {"dockerhub", "library/alpine/sub", "only-in-sub"},
+      {"dockerhub2", "library/alpine", "only-in-dockerhub2"},
+      {"ghcr", "library/alpine", "only-in-ghcr"},
+      {"dockerhub", "library/alpin", "only-in-alpin"},
+  };
+  for (const Entry& entry : entries) {
+    ASSERT_TRUE(index_->putTag(entry.repository, entry.name, entry.tag, record).isOk())
+        << entry.repository << " " << entry.name << " " << entry.tag;
+  }
+
+  struct Case {
+    const char* repository;
+    const char* name;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases = {
+      {"dockerhub", "library/alpine", {"3.19", "3.2", "edge", "latest"}},
+      {"dockerhub", "library/alpine2", {"only-in-alpine2"}},
+      {"dockerhub", "library/alpine/sub", {"only-in-sub"}},
+      {"dockerhub", "library/alpin", {"only-in-alpin"}},
+      {"dockerhub2", "library/alpine", {"only-in-dockerhub2"}},
+      {"ghcr", "library/alpine", {"only-in-ghcr"}},
+      {"docker", "library/alpine", {}},
+      {"dockerhub", "library/redis", {}},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(std::string(test_case.repository) + " " + test_case.name);
+    Expected<std::vector<std::string>> tags =
+        index_->listTags(test_case.repository, test_case.name);
+    ASSERT_TRUE(tags) << tags.status().toString();
+    EXPECT_EQ(*tags, test_case.expected);
+  }
+}
+
+TEST_F(IndexTest, LinksScopedByRepository) {
+  ASSERT_TRUE(index_->putLink("dockerhub", kLayer).isOk());
+
+  EXPECT_TRUE(index_->hasLink("dockerhub", kLayer));
+  EXPECT_FALSE(index_->hasLink("ghcr", kLayer));
+  EXPECT_FALSE(index_->hasLink("dockerhu", kLayer));
+  EXPECT_FALSE(index_->hasLink("dockerhub2", kLayer));
+  EXPECT_FALSE(index_->hasLink("dockerhub", kAlpineManifest));
+}
+
+TEST_F(IndexTest, RejectsInvalidKeyComponents) {
+  const TagRecord record{.digest = kAlpineManifest.str()};
+  struct Case {
+    const char* name;
+    std::string repository;
+    std::string image;
+    std::string tag;
+  };
+  const std::vector<Case> cases = {
+      {"empty repository", "", "library/alpine", "latest"},
+      {"empty name", "dockerhub", "", "latest"},
+      {"empty tag", "dockerhub", "library/alpine", ""},
+      {"NUL in repository", "docker\0hub"s, "library/alpine", "latest"},
+      {"NUL in name", "dockerhub", "library\0alpine"s, "latest"},
+      {"NUL in tag", "dockerhub", "library/alpine", "la\0test"s},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    Status put = index_->putTag(test_case.repository, test_case.image, test_case.tag, record);
+    EXPECT_EQ(put.code(), StatusCode::kInvalidArgument) << put.toString();
+    Status get = index_->getTag(test_case.repository, test_case.image, test_case.tag).status();
+    EXPECT_EQ(get.code(), StatusCode::kInvalidArgument) << get.toString();
+    if (!test_case.tag.empty() && test_case.tag.find('\0') == std::string::npos) {
+      Status list = index_->listTags(test_case.repository, test_case.image).status();
+      EXPECT_EQ(list.code(), StatusCode::kInvalidArgument) << list.toString();
+    }
+  }
+  EXPECT_EQ(index_->putLink("docker\0hub"s, kLayer).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(index_->putLink("", kLayer).code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(index_->hasLink("", kLayer));
+}
+
+TEST_F(IndexTest, PutTagRejectsInvalidDigest) {
+  for (const char* digest : {"", "latest", "sha256:abc", "md5:0123"}) {
+    SCOPED_TRACE(digest);
+    Status put = index_->putTag("dockerhub", "library/alpine", "latest", {.digest = digest});
+    EXPECT_EQ(put.code(), StatusCode::kInvalidArgument) << put.toString();
+  }
+  EXPECT_EQ(index_->getTag("dockerhub", "library/alpine", "latest").status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(IndexTest, RejectsOversizedMediaType) {
+  const std::string media_type(kMaxRecordStringBytes + 1, 'a');
+
+  Status manifest = index_->putManifest(kAlpineManifest, {.media_type = media_type});
+  Status tag = index_->putTag("dockerhub", "library/alpine", "latest",
+                              {.digest = kAlpineManifest.str(), .media_type = media_type});
+
+  EXPECT_EQ(manifest.code(), StatusCode::kInvalidArgument) << manifest.toString();
+  EXPECT_EQ(tag.code(), StatusCode::kInvalidArgument) << tag.toString();
+}
+
+TEST_F(IndexTest, AccessTimesFlushInBatch) {
+  const Digest other = sha256Of("other layer");
+  ASSERT_TRUE(index_->putBlob(kLayer, {.size = 1, .created_ms = 10, .last_access_ms = 10}).isOk());
+  ASSERT_TRUE(index_->putBlob(other, {.size = 2, .created_ms = 10, .last_access_ms = 500}).isOk());
+
+  index_->touchBlob(kLayer, 300);
+  index_->touchBlob(kLayer, 200);
+  index_->touchBlob(other, 400);
+  Expected<BlobRecord> before = index_->getBlob(kLayer);
+  ASSERT_TRUE(before) << before.status().toString();
+  EXPECT_EQ(before->last_access_ms, 10) << "touches stay in memory until a flush";
+
+  Status flushed = index_->flushAccessTimes();
+  ASSERT_TRUE(flushed.isOk()) << flushed.toString();
+
+  Expected<BlobRecord> touched = index_->getBlob(kLayer);
+  ASSERT_TRUE(touched) << touched.status().toString();
+  EXPECT_EQ(touched->last_access_ms, 300) << "the latest touch wins";
+  EXPECT_EQ(touched->size, 1u);
+  EXPECT_EQ(touched->created_ms, 10);
+  Expected<BlobRecord> untouched = index_->getBlob(other);
+  ASSERT_TRUE(untouched) << untouched.status().toString();
+  EXPECT_EQ(untouched->last_access_ms, 500) << "an older touch never moves the time back";
+}
+
+TEST_F(IndexTest, FlushSkipsDeletedBlob) {
+  ASSERT_TRUE(index_->putBlob(kLayer, {.size = 1}).isOk());
+  index_->touchBlob(kLayer, 100);
+  index_->touchBlob(sha256Of("never indexed"), 100);
+  ASSERT_TRUE(index_->deleteBlob(kLayer).isOk());
+
+  Status flushed = index_->flushAccessTimes();
+
+  ASSERT_TRUE(flushed.isOk()) << flushed.toString();
+  EXPECT_EQ(index_->getBlob(kLayer).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(index_->getBlob(sha256Of("never indexed")).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(IndexTest, ConcurrentTouchesKeepLatest) {
+  ASSERT_TRUE(index_->putBlob(kLayer, {.size = 1}).isOk());
+  constexpr int kThreads = 4;
+  constexpr int kTouchesPerThread = 2000;
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 1; i <= kTouchesPerThread; ++i) {
+        index_->touchBlob(kLayer, int64_t{i} * kThreads + t);
+        if (i % 500 == 0) {
+          EXPECT_TRUE(index_->flushAccessTimes().isOk());
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) {
+    thread.join();
+  }
+  ASSERT_TRUE(index_->flushAccessTimes().isOk());
+
+  Expected<BlobRecord> read = index_->getBlob(kLayer);
+  ASSERT_TRUE(read) << read.status().toString();
+  EXPECT_EQ(read->last_access_ms, int64_t{kTouchesPerThread} * kThreads + kThreads - 1);
+}
+
+TEST_F(IndexTest, CorruptValuesReturnCorruption) {
+  const Digest manifest = sha256Of("damaged manifest");
+  index_.reset();
+  putRaw("blobs", kLayer.str(), "\x01garbage");
+  putRaw("blobs", sha256Of("wrong version").str(), "\x09" + std::string(24, 'x'));
+  putRaw("manifests", manifest.str(), "\x01\x00\x00"s);
+  putRaw("tags", "dockerhub\0library/alpine\0latest"s, "\x01\xff\xff\xff\xff"s);
+  putRaw("tags", "dockerhub\0library/alpine\0empty"s, "");
+  openIndex();
+
+  struct Case {
+    const char* name;
+    Status status;
+  };
+  const std::vector<Case> cases = {
+      {"short blob", index_->getBlob(kLayer).status()},
+      {"unknown version", index_->getBlob(sha256Of("wrong version")).status()},
+      {"short manifest", index_->getManifest(manifest).status()},
+      {"short tag", index_->getTag("dockerhub", "library/alpine", "latest").status()},
+      {"empty tag value", index_->getTag("dockerhub", "library/alpine", "empty").status()},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    EXPECT_EQ(test_case.status.code(), StatusCode::kCorruption) << test_case.status.toString();
+  }
+
+  // A flush skips the damaged blob record instead of failing for every later touch.
+  index_->touchBlob(kLayer, 100);
+  EXPECT_TRUE(index_->flushAccessTimes().isOk());
+}
+
+TEST_F(IndexTest, SecondOpenOfSameFolderFails) {
+  Expected<std::unique_ptr<Index>> second = Index::open(folder_.path() / "index");
+
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.status().code(), StatusCode::kIOError) << second.status().toString();
+}
+
+TEST_F(IndexTest, OpenFailsWhenFolderIsAFile) {
+  std::filesystem::path file = folder_.path() / "plain-file";
+  writeFile(file, "x");
+
+  Expected<std::unique_ptr<Index>> opened = Index::open(file);
+
+  ASSERT_FALSE(opened);
+  EXPECT_NE(opened.status().code(), StatusCode::kOk);
+}
+
+}  // namespace
+}  // namespace outpost::storage
