@@ -1,0 +1,121 @@
+// The configuration file (YAML, read with yaml-cpp) and its validation.
+//
+// conf/outpost.yaml documents every key with its default and unit. Conventions:
+// - Durations are strings with a unit: "500ms", "30s", "5m", "1h". A bare number is rejected,
+//   so that no value is read in a unit its author did not mean.
+// - Sizes are plain integers, in the unit the key name carries (max_header_bytes).
+// - Relative paths (storage.data_dir, remotes[].ca_file) resolve against the folder of the
+//   configuration file, not the working directory.
+// - Unknown and repeated keys are errors, so that a misspelt key does not silently keep its
+//   default.
+// Every error message starts with the key path, for example
+// `server.port: "70000" is not a port number (0 to 65535)`.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace outpost::proxy {
+
+// One upstream registry that a remote repository caches.
+struct RemoteConfig {
+  // Repository key: the first path component that selects this remote (/v2/<name>/…).
+  // NOTE: A key equal to the first component of an upstream repository name, such as "library",
+  // captures requests meant for that repository through the default remote.
+  std::string name;
+  // Base URL of the upstream, "http://" or "https://" and a host, without a trailing '/'.
+  std::string url;
+  // Registry host names, lower-cased, that select this remote through containerd's ?ns=
+  // parameter (with ":port" when the host has one).
+  std::vector<std::string> hosts;
+  std::string username;
+  // From `password`, or read at load time from the environment variable `password_env` names.
+  std::string password;
+  // CA bundle that verifies the upstream's certificate, absolute. Empty means the system store.
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  // How long a tag keeps its cached digest before the remote revalidates it upstream.
+  int64_t tag_ttl_ms = 5 * 60 * 1000;
+  // Whether a one-component name gets the "library/" prefix, as Docker Hub requires.
+  bool library_prefix = false;
+};
+
+struct ServerConfig {
+  std::string listen_host = "127.0.0.1";
+  // 0 lets the kernel pick a free port.
+  uint16_t port = 5000;
+  // Number of event loop threads. 0 means one per CPU core.
+  int loops = 0;
+  // Maximum size of a request's start line and headers together.
+  uint64_t max_header_bytes = 64 * 1024;
+  // Time allowed to receive a request's headers once its first byte arrived.
+  int64_t header_timeout_ms = 30 * 1000;
+  // Time an idle keep-alive connection stays open.
+  int64_t idle_timeout_ms = 60 * 1000;
+  // Time a response may wait for the client to accept more bytes before the connection closes.
+  int64_t send_timeout_ms = 60 * 1000;
+  // Maximum open client connections over all loops.
+  int max_connections = 4096;
+  // Time that running requests get to finish after a stop signal.
+  int64_t shutdown_grace_ms = 30 * 1000;
+};
+
+struct UpstreamConfig {
+  // Time allowed for TCP connect and TLS handshake together.
+  int64_t connect_timeout_ms = 10 * 1000;
+  // Time from a sent request to the upstream's response headers.
+  int64_t response_timeout_ms = 60 * 1000;
+  // Maximum wait for the next bytes of a response body.
+  int64_t body_stall_timeout_ms = 60 * 1000;
+  // Time a tag revalidation may take before the cached digest is served stale.
+  int64_t revalidate_timeout_ms = 5 * 1000;
+  // Time an upstream that failed repeatedly counts as down before it is tried again.
+  int64_t down_backoff_ms = 30 * 1000;
+  // Retries of an idempotent request after a connection failure or a 5xx response.
+  int max_retries = 2;
+  int max_connections_per_host = 16;
+};
+
+struct StorageConfig {
+  // Folder of blobs, the index and upload sessions. loadConfig makes it absolute, and
+  // parseConfig resolves it against its `base_dir` argument.
+  std::string data_dir = "data";
+};
+
+struct LogConfig {
+  // One of trace, debug, info, warn, error.
+  std::string level = "info";
+};
+
+struct Config {
+  ServerConfig server;
+  UpstreamConfig upstream;
+  StorageConfig storage;
+  LogConfig log;
+  std::vector<RemoteConfig> remotes;
+  // Name of the remote that serves requests whose path names no repository key, which is what
+  // a Docker daemon configured with registry-mirrors sends. Defaults to the first remote.
+  std::string default_repository;
+};
+
+// Reads and validates the configuration file at `path`. Relative paths in it resolve against
+// the file's folder made absolute. Fails with kNotFound or kIOError when the file cannot be
+// read, and with kInvalidArgument, naming the file and key, when its content is invalid.
+Expected<Config> loadConfig(const std::filesystem::path& path);
+
+// Parses and validates YAML text. Relative paths resolve against `base_dir`. Fails with
+// kInvalidArgument naming the key. Never throws, because any exception inside, such as a yaml-cpp
+// parse error, becomes a Status.
+Expected<Config> parseConfig(std::string_view yaml_text, const std::filesystem::path& base_dir);
+
+// Parses a duration with a unit ("500ms", "30s", "5m", "1h") into milliseconds. Fails with
+// kInvalidArgument for a missing or unknown unit, a sign, a fraction, or a value above about
+// 292 million years (INT64_MAX milliseconds).
+Expected<int64_t> parseDurationMs(std::string_view text);
+
+}  // namespace outpost::proxy
