@@ -590,11 +590,15 @@ void Connection::flush() {
     completeExchange();
     return;
   }
+  if (!drained) {
+    // The socket is full, or the per-event budget ran out: go on at the next writable event.
+    write_blocked_ = true;
+  }
   if (write_blocked_) {
     armTimer(owner_->options().send_timeout_ms);
-  } else if (!drained) {
-    // The per-event budget ran out: come back on the next writable event.
-    write_blocked_ = true;
+  } else {
+    // Nothing to send: the handler is producing the rest (a download in progress, say).
+    uv_timer_stop(&timer_);
   }
   updatePollEvents();
 }
@@ -620,6 +624,9 @@ void Connection::completeExchange() {
 }
 
 void Connection::logAccess(const Exchange& exchange, bool completed) {
+  if (const auto& observer = owner_->server().completion_observer_) {
+    observer(exchange);
+  }
   auto& logger = log::access();
   if (!logger.should_log(spdlog::level::info)) {
     return;

@@ -57,6 +57,9 @@ class Exchange {
   void setOutcome(CacheOutcome outcome) { outcome_ = outcome; }
   CacheOutcome outcome() const { return outcome_; }
   const std::string& repository() const { return repository_; }
+  // A route label for metrics, chosen by the handler; 0 until set.
+  void setRouteLabel(uint8_t label) { route_label_ = label; }
+  uint8_t routeLabel() const { return route_label_; }
 
   // Sends a whole response: `head` plus Content-Length, X-Request-Id and the body. A HEAD
   // request gets the same headers and no body.
@@ -93,6 +96,7 @@ class Exchange {
   std::function<void()> on_abort_;
   std::string repository_;
   CacheOutcome outcome_ = CacheOutcome::kNone;
+  uint8_t route_label_ = 0;
   int status_ = 0;
   uint64_t body_bytes_ = 0;
   int64_t started_ms_;
@@ -137,6 +141,11 @@ class HttpServer {
   void shutdown(int64_t grace_ms, std::function<void()> on_done);
 
   const ServerCounters& counters() const { return counters_; }
+  // Sets a function called on the loop thread for every exchange that ends, finished or
+  // aborted, just before its access-log line. Call before start().
+  void setCompletionObserver(std::function<void(const Exchange&)> observer) {
+    completion_observer_ = std::move(observer);
+  }
 
  private:
   friend class LoopServer;
@@ -144,6 +153,7 @@ class HttpServer {
   std::vector<EventLoop*> loops_;
   ServerOptions options_;
   RequestHandler handler_;
+  std::function<void(const Exchange&)> completion_observer_;
   ServerCounters counters_;
   std::vector<int> listen_fds_;
   std::vector<LoopServer*> loop_servers_;  // owned: each frees itself after its handles close

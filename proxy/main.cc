@@ -1,1 +1,199 @@
-int main() { return 0; }
+// outpost: the command-line entry point.
+//
+//   outpost serve --config FILE     run the registry until SIGTERM or SIGINT
+//   outpost check-config --config FILE
+//   outpost version
+#include <CLI/CLI.hpp>
+#include <signal.h>
+
+#include <cstdio>
+#include <future>
+#include <thread>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "proxy/config.h"
+#include "proxy/event_loop.h"
+#include "proxy/http_server.h"
+#include "proxy/registry_service.h"
+#include "storage/blob_store.h"
+#include "storage/index.h"
+
+namespace outpost {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+int loopCount(const proxy::Config& config) {
+  if (config.server.loops > 0) {
+    return config.server.loops;
+  }
+  unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+// Blocks SIGTERM and SIGINT in this thread and every thread it starts afterwards, so that
+// only waitForStopSignal() receives them.
+sigset_t blockStopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A client that disconnects mid-write must not kill the process.
+  ::signal(SIGPIPE, SIG_IGN);
+  return signals;
+}
+
+int waitForStopSignal(const sigset_t& signals) {
+  int received = 0;
+  while (sigwait(&signals, &received) != 0) {
+  }
+  return received;
+}
+
+int serve(const std::string& config_path, const std::string& log_level_override) {
+  sigset_t stop_signals = blockStopSignals();
+
+  Expected<proxy::Config> config = proxy::loadConfig(config_path);
+  if (!config) {
+    std::fprintf(stderr, "outpost: %s\n", config.status().toString().c_str());
+    return 2;
+  }
+  std::string level = log_level_override.empty() ? config->log.level : log_level_override;
+  if (!log::setup(level)) {
+    std::fprintf(stderr, "outpost: unknown log level \"%s\"\n", level.c_str());
+    return 2;
+  }
+
+  std::filesystem::path data_dir = config->storage.data_dir;
+  Expected<std::unique_ptr<storage::BlobStore>> store = storage::BlobStore::open(data_dir);
+  if (!store) {
+    log::storage().critical("blob store failed to open path={} error=\"{}\"", data_dir.string(),
+                            store.status().toString());
+    return 1;
+  }
+  Expected<std::unique_ptr<storage::Index>> index = storage::Index::open(data_dir / "index");
+  if (!index) {
+    log::storage().critical("index failed to open path={} error=\"{}\"",
+                            (data_dir / "index").string(), index.status().toString());
+    return 1;
+  }
+
+  int loop_count = loopCount(*config);
+  std::vector<std::unique_ptr<proxy::EventLoop>> loops;
+  std::vector<proxy::EventLoop*> loop_pointers;
+  for (int i = 0; i < loop_count; ++i) {
+    loops.push_back(std::make_unique<proxy::EventLoop>(static_cast<uint32_t>(i)));
+    loop_pointers.push_back(loops.back().get());
+  }
+
+  proxy::RegistryService service(*config, **store, **index, SystemClock::instance(),
+                                 loops.size());
+  proxy::ServerOptions options;
+  options.host = config->server.listen_host;
+  options.port = config->server.port;
+  options.max_header_bytes = config->server.max_header_bytes;
+  options.header_timeout_ms = config->server.header_timeout_ms;
+  options.idle_timeout_ms = config->server.idle_timeout_ms;
+  options.send_timeout_ms = config->server.send_timeout_ms;
+  options.max_connections = static_cast<uint32_t>(config->server.max_connections);
+  proxy::HttpServer server(loop_pointers, options,
+                           [&service](const std::shared_ptr<proxy::Exchange>& exchange) {
+                             service.handle(exchange);
+                           });
+  server.setCompletionObserver(
+      [&service](const proxy::Exchange& exchange) { service.onExchangeComplete(exchange); });
+  service.setServerCounters(&server.counters());
+  if (Status status = server.bind(); !status.isOk()) {
+    log::proxy().critical("listen failed address={}:{} error=\"{}\"", options.host, options.port,
+                          status.toString());
+    return 1;
+  }
+
+  for (auto& loop : loops) {
+    proxy::EventLoop* raw = loop.get();
+    raw->start([&service, raw] { service.startLoop(*raw); });
+  }
+  server.start();
+  log::proxy().info("outpost listening address={}:{} loops={} data_dir={} remotes={}",
+                    options.host, server.port(), loop_count, data_dir.string(),
+                    config->remotes.size());
+
+  int signal_number = waitForStopSignal(stop_signals);
+  log::proxy().info("stopping signal={} grace_ms={}", signal_number,
+                    config->server.shutdown_grace_ms);
+
+  std::promise<void> drained;
+  server.shutdown(config->server.shutdown_grace_ms, [&drained] { drained.set_value(); });
+  drained.get_future().wait();
+
+  std::vector<std::future<void>> closed;
+  for (auto& loop : loops) {
+    auto done = std::make_shared<std::promise<void>>();
+    closed.push_back(done->get_future());
+    proxy::EventLoop* raw = loop.get();
+    raw->post([&service, raw, done] { service.stopLoop(*raw, [done] { done->set_value(); }); });
+  }
+  for (auto& future : closed) {
+    future.wait();
+  }
+  for (auto& loop : loops) {
+    loop->requestStop();
+    loop->join();
+  }
+  if (Status status = (*index)->flushAccessTimes(); !status.isOk()) {
+    log::storage().warn("access times not written error=\"{}\"", status.toString());
+  }
+  log::proxy().info("stopped");
+  return 0;
+}
+
+int checkConfig(const std::string& config_path) {
+  Expected<proxy::Config> config = proxy::loadConfig(config_path);
+  if (!config) {
+    std::fprintf(stderr, "outpost: %s\n", config.status().toString().c_str());
+    return 2;
+  }
+  std::printf("%s: ok (%zu remotes, default %s, data in %s)\n", config_path.c_str(),
+              config->remotes.size(), config->default_repository.c_str(),
+              config->storage.data_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace outpost
+
+int main(int argc, char** argv) {
+  CLI::App app{"Outpost: a pull-through caching registry for Docker and OCI images"};
+  app.require_subcommand(1);
+
+  std::string config_path = "conf/outpost.yaml";
+  std::string log_level;
+  CLI::App* serve = app.add_subcommand("serve", "Run the registry until SIGTERM or SIGINT");
+  serve->add_option("-c,--config", config_path, "Configuration file (YAML)")
+      ->capture_default_str()
+      ->check(CLI::ExistingFile);
+  serve->add_option("--log-level", log_level,
+                    "Log level, overriding log.level: trace, debug, info, warn, error");
+
+  CLI::App* check = app.add_subcommand("check-config", "Validate a configuration file and exit");
+  check->add_option("-c,--config", config_path, "Configuration file (YAML)")
+      ->capture_default_str()
+      ->check(CLI::ExistingFile);
+
+  CLI::App* version = app.add_subcommand("version", "Print the version and exit");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (serve->parsed()) {
+    return outpost::serve(config_path, log_level);
+  }
+  if (check->parsed()) {
+    return outpost::checkConfig(config_path);
+  }
+  if (version->parsed()) {
+    std::printf("outpost %s\n", outpost::kVersion);
+  }
+  return 0;
+}

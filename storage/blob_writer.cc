@@ -102,6 +102,9 @@ ssize_t BlobWriter::writeOnce(uint64_t offset, std::span<const std::byte> bytes)
 }
 
 void BlobWriter::discard() {
+  if (state_ != State::kWriting) {
+    return;
+  }
   state_ = State::kDiscarded;
   if (::unlink(temp_path_.c_str()) != 0 && errno != ENOENT) {
     log::storage().error("temporary blob file could not be removed path={} error={}",

@@ -60,6 +60,10 @@ class BlobWriter {
   Digest digestSoFar() const { return hasher_.digestSoFar(); }
 
   bool isWriting() const { return state_ == State::kWriting; }
+  // Unlinks the temporary file now and accepts no more appends, for a download that failed.
+  // The fd stays open, so readers of the bytes written so far are not disturbed. Does nothing
+  // after a commit.
+  void discard();
   bool isCommitted() const { return state_ == State::kCommitted; }
 
   // Makes every write(2) from now on fail with `error_number` once the file would grow past
@@ -73,8 +77,6 @@ class BlobWriter {
 
   // One write(2) of `bytes` at file offset `offset`, with the test fault applied.
   ssize_t writeOnce(uint64_t offset, std::span<const std::byte> bytes);
-  // Unlinks the temporary file and moves to kDiscarded.
-  void discard();
   // Used by BlobStore::commit.
   void markCommitted() { state_ = State::kCommitted; }
   void replaceFd(UniqueFd fd);

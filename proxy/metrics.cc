@@ -1,0 +1,108 @@
+#include "proxy/metrics.h"
+
+#include <fmt/format.h>
+
+namespace outpost::proxy {
+namespace {
+
+constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
+    "base", "manifest", "blob", "tags_list", "metrics", "health", "other"};
+
+void appendCounter(std::string& out, std::string_view name, std::string_view help,
+                   uint64_t value) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help,
+                 name, name, value);
+}
+
+}  // namespace
+
+Metrics::Metrics() {
+  for (auto& route : requests_) {
+    for (auto& counter : route) {
+      counter.store(0, std::memory_order_relaxed);
+    }
+  }
+}
+
+void Metrics::countRequest(Route route, int status) {
+  size_t index = kOtherStatus;
+  for (size_t i = 0; i < kStatuses.size(); ++i) {
+    if (kStatuses[i] == status) {
+      index = i;
+      break;
+    }
+  }
+  requests_[static_cast<size_t>(route)][index].fetch_add(1, std::memory_order_relaxed);
+}
+
+RemoteCounters& Metrics::addRemote(std::string_view name) {
+  remotes_.push_back(std::make_unique<RemoteCounters>());
+  remotes_.back()->remote.assign(name);
+  return *remotes_.back();
+}
+
+std::string Metrics::render(const ServerCounters& server) const {
+  std::string out;
+  out.reserve(8192);
+
+  out.append("# HELP outpost_requests_total Requests answered, by route and status.\n");
+  out.append("# TYPE outpost_requests_total counter\n");
+  for (size_t route = 0; route < kRouteCount; ++route) {
+    for (size_t i = 0; i <= kStatuses.size(); ++i) {
+      uint64_t value = requests_[route][i].load(std::memory_order_relaxed);
+      if (value == 0) {
+        continue;
+      }
+      std::string status = i == kOtherStatus ? "other" : std::to_string(kStatuses[i]);
+      fmt::format_to(std::back_inserter(out),
+                     "outpost_requests_total{{route=\"{}\",status=\"{}\"}} {}\n",
+                     kRouteNames[route], status, value);
+    }
+  }
+
+  appendCounter(out, "outpost_cache_hits_total", "Requests answered from the cache.",
+                cache_hits.load());
+  appendCounter(out, "outpost_cache_misses_total", "Requests that needed the upstream.",
+                cache_misses.load());
+  appendCounter(out, "outpost_cache_stale_total",
+                "Tags served from the cache because the upstream could not be reached.",
+                cache_stale.load());
+  appendCounter(out, "outpost_downloads_started_total", "Blob downloads started.",
+                fills_started.load());
+  appendCounter(out, "outpost_downloads_joined_total",
+                "Requests that joined a blob download already running.", fills_joined.load());
+  appendCounter(out, "outpost_downloads_completed_total", "Blob downloads verified and stored.",
+                fills_completed.load());
+  appendCounter(out, "outpost_downloads_failed_total",
+                "Blob downloads that failed or had the wrong digest.", fills_failed.load());
+  appendCounter(out, "outpost_bytes_sent_total", "Bytes written to client connections.",
+                server.bytes_sent.load());
+  appendCounter(out, "outpost_connections_accepted_total", "Client connections accepted.",
+                server.connections_accepted.load());
+  out.append("# HELP outpost_connections_open Client connections open now.\n");
+  out.append("# TYPE outpost_connections_open gauge\n");
+  fmt::format_to(std::back_inserter(out), "outpost_connections_open {}\n",
+                 server.connections_open.load());
+
+  out.append("# HELP outpost_upstream_requests_total Requests sent to upstream registries.\n");
+  out.append("# TYPE outpost_upstream_requests_total counter\n");
+  for (const auto& remote : remotes_) {
+    fmt::format_to(std::back_inserter(out), "outpost_upstream_requests_total{{remote=\"{}\"}} {}\n",
+                   remote->remote, remote->upstream_requests.load());
+  }
+  out.append("# HELP outpost_upstream_errors_total Upstream requests that failed.\n");
+  out.append("# TYPE outpost_upstream_errors_total counter\n");
+  for (const auto& remote : remotes_) {
+    fmt::format_to(std::back_inserter(out), "outpost_upstream_errors_total{{remote=\"{}\"}} {}\n",
+                   remote->remote, remote->upstream_errors.load());
+  }
+  out.append("# HELP outpost_upstream_bytes_total Body bytes received from upstreams.\n");
+  out.append("# TYPE outpost_upstream_bytes_total counter\n");
+  for (const auto& remote : remotes_) {
+    fmt::format_to(std::back_inserter(out), "outpost_upstream_bytes_total{{remote=\"{}\"}} {}\n",
+                   remote->remote, remote->upstream_bytes.load());
+  }
+  return out;
+}
+
+}  // namespace outpost::proxy

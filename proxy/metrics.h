@@ -1,0 +1,59 @@
+// Metrics: counters an operator graphs, rendered in the Prometheus text format at /metrics.
+//
+// Every counter is a relaxed atomic: loops add to them without locks, and a scrape reads a
+// value that may be a few requests behind, which is what Prometheus expects.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/http_server.h"
+
+namespace outpost::proxy {
+
+enum class Route : uint8_t { kBase, kManifest, kBlob, kTagsList, kMetrics, kHealth, kOther };
+inline constexpr size_t kRouteCount = 7;
+
+// Counters of one remote repository.
+struct RemoteCounters {
+  std::string remote;
+  std::atomic<uint64_t> upstream_requests{0};
+  std::atomic<uint64_t> upstream_errors{0};
+  std::atomic<uint64_t> upstream_bytes{0};
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  void countRequest(Route route, int status);
+
+  std::atomic<uint64_t> cache_hits{0};
+  std::atomic<uint64_t> cache_misses{0};
+  std::atomic<uint64_t> cache_stale{0};
+  std::atomic<uint64_t> fills_started{0};
+  std::atomic<uint64_t> fills_joined{0};
+  std::atomic<uint64_t> fills_completed{0};
+  std::atomic<uint64_t> fills_failed{0};
+
+  // Registers a remote; the returned counters live as long as this object.
+  RemoteCounters& addRemote(std::string_view name);
+
+  // Renders every counter, with the server's connection and byte counters.
+  std::string render(const ServerCounters& server) const;
+
+ private:
+  static constexpr std::array<int, 22> kStatuses = {200, 201, 202, 204, 206, 301, 302, 307,
+                                                    400, 401, 403, 404, 405, 408, 413, 416,
+                                                    429, 431, 500, 502, 503, 504};
+  static constexpr size_t kOtherStatus = kStatuses.size();
+  std::array<std::array<std::atomic<uint64_t>, kStatuses.size() + 1>, kRouteCount> requests_{};
+  std::vector<std::unique_ptr<RemoteCounters>> remotes_;
+};
+
+}  // namespace outpost::proxy

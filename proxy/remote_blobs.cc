@@ -1,0 +1,379 @@
+// The blob half of RemoteRepository: serving committed blobs with sendfile, downloading a
+// missing blob once into a BlobFill, and streaming that fill to every waiting client.
+#include <charconv>
+
+#include "base/log.h"
+#include "proxy/blocking_work.h"
+#include "proxy/byte_range.h"
+#include "proxy/registry_error.h"
+#include "proxy/remote_repository.h"
+
+namespace outpost::proxy {
+namespace {
+
+struct BlobRangePlan {
+  uint64_t first = 0;
+  uint64_t length = 0;
+};
+
+// Writes the head of a blob response of `size` bytes, honouring a single Range. Returns the
+// byte range to send, or nothing when the request was answered already (416).
+std::optional<BlobRangePlan> startBlobResponse(Exchange& exchange, const Digest& digest,
+                                               uint64_t size) {
+  ResponseHead head(200);
+  head.add("Content-Type", "application/octet-stream");
+  head.add("Docker-Content-Digest", digest.str());
+  head.add("ETag", "\"" + digest.str() + "\"");
+  head.add("Accept-Ranges", "bytes");
+  head.add("Docker-Distribution-API-Version", "registry/2.0");
+
+  ByteRange range;
+  std::string_view range_header = exchange.request().header("Range");
+  RangeResult parsed =
+      range_header.empty() ? RangeResult::kNone : parseRange(range_header, size, &range);
+  if (parsed == RangeResult::kUnsatisfiable) {
+    head.setStatus(416);
+    head.add("Content-Range", unsatisfiedContentRangeValue(size));
+    exchange.respond(std::move(head), "");
+    return std::nullopt;
+  }
+  if (parsed == RangeResult::kSatisfiable) {
+    head.setStatus(206);
+    head.add("Content-Range", contentRangeValue(range, size));
+    uint64_t length = range.last - range.first + 1;
+    exchange.startResponse(std::move(head), length);
+    return BlobRangePlan{range.first, length};
+  }
+  exchange.startResponse(std::move(head), size);
+  return BlobRangePlan{0, size};
+}
+
+}  // namespace
+
+// Streams one request's bytes from a BlobFill while the download runs. Woken by the fill on
+// the producer's thread, it posts itself to its own loop and sends what has become releasable.
+class FillReader : public std::enable_shared_from_this<FillReader> {
+ public:
+  FillReader(RemoteRepository& remote, std::shared_ptr<Exchange> exchange,
+             std::shared_ptr<cache::BlobFill> fill)
+      : remote_(remote), exchange_(std::move(exchange)), fill_(std::move(fill)) {}
+
+  void start() {
+    std::weak_ptr<FillReader> weak = weak_from_this();
+    EventLoop* loop = &exchange_->loop();
+    // The fill holds only a weak reference: a reader that finished or whose client left is
+    // not kept alive by the download.
+    subscription_ = fill_->subscribe([weak, loop] {
+      std::shared_ptr<FillReader> self = weak.lock();
+      if (!self || self->wake_pending_.exchange(true)) {
+        return;
+      }
+      loop->post([self] {
+        self->wake_pending_.store(false);
+        self->pump();
+      });
+    });
+    // The exchange drops this callback on finish() or after running it, which ends the
+    // reference cycle between the two.
+    exchange_->setOnAbort([self = shared_from_this()] { self->stop(); });
+    pump();
+  }
+
+ private:
+  void pump() {
+    if (is_stopped_ || is_sending_) {
+      return;
+    }
+    if (!exchange_->isOpen()) {
+      stop();
+      return;
+    }
+    cache::BlobFill::Snapshot snapshot = fill_->snapshot();
+    if (!is_head_sent_) {
+      if (snapshot.state == cache::BlobFill::State::kFailed) {
+        remote_.respondUpstreamFailure(*exchange_, snapshot.failure, error_code::kBlobUnknown);
+        stop();
+        return;
+      }
+      std::optional<uint64_t> size = snapshot.total_size;
+      if (!size && snapshot.state != cache::BlobFill::State::kRunning) {
+        size = snapshot.written;
+      }
+      if (!size) {
+        return;  // the upstream has not announced a length yet
+      }
+      std::optional<BlobRangePlan> plan = startBlobResponse(*exchange_, fill_->digest(), *size);
+      if (!plan) {
+        stop();
+        return;
+      }
+      is_head_sent_ = true;
+      offset_ = plan->first;
+      end_ = plan->first + plan->length;
+      if (exchange_->isHead() || plan->length == 0) {
+        stop();
+        exchange_->finish();
+        return;
+      }
+    }
+
+    if (snapshot.state == cache::BlobFill::State::kFailed) {
+      // The head is out: the only honest signal left is a short body.
+      log::proxy().error("blob download failed while sending req={} digest={} sent={} error=\"{}\"",
+                         exchange_->requestId(), fill_->digest().str(), offset_,
+                         snapshot.failure.toString());
+      stop();
+      exchange_->abort();
+      return;
+    }
+    uint64_t limit = std::min(end_, snapshot.releasable());
+    if (offset_ < limit) {
+      is_sending_ = true;
+      exchange_->sendFile(fill_, fill_->fd(), offset_, limit - offset_,
+                          [self = shared_from_this(), limit] {
+                            self->is_sending_ = false;
+                            self->offset_ = limit;
+                            self->pump();
+                          });
+      return;
+    }
+    if (offset_ >= end_) {
+      stop();
+      exchange_->finish();
+    }
+  }
+
+  void stop() {
+    if (!is_stopped_) {
+      is_stopped_ = true;
+      fill_->unsubscribe(subscription_);
+    }
+  }
+
+  RemoteRepository& remote_;
+  std::shared_ptr<Exchange> exchange_;
+  std::shared_ptr<cache::BlobFill> fill_;
+  uint64_t subscription_ = 0;
+  std::atomic<bool> wake_pending_{false};
+  bool is_stopped_ = false;
+  bool is_sending_ = false;
+  bool is_head_sent_ = false;
+  uint64_t offset_ = 0;
+  uint64_t end_ = 0;
+};
+
+// The upstream download behind one BlobFill. Owns itself from start until the fill is
+// committed or failed.
+class BlobDownload final : public UpstreamHandler {
+ public:
+  BlobDownload(RemoteRepository& remote, EventLoop& loop, std::shared_ptr<cache::BlobFill> fill)
+      : remote_(remote), loop_(loop), fill_(std::move(fill)) {}
+
+  void start(UpstreamRequest request) { call_ = remote_.client(loop_).start(std::move(request), this); }
+
+  void onHead(const UpstreamResponse& response) override {
+    status_ = response.status;
+    if (status_ == 200 && response.content_length) {
+      fill_->setTotalSize(*response.content_length);
+    }
+    if (status_ == 429) {
+      std::string_view retry_after = response.header("Retry-After");
+      int64_t seconds = 0;
+      std::from_chars(retry_after.data(), retry_after.data() + retry_after.size(), seconds);
+      remote_.retry_after_seconds_.store(seconds, std::memory_order_relaxed);
+    }
+  }
+
+  Status onBody(std::string_view chunk) override {
+    if (status_ != 200) {
+      return Status::ok();  // an error body; the status decides
+    }
+    remote_.counters_.upstream_bytes.fetch_add(chunk.size(), std::memory_order_relaxed);
+    return fill_->append(chunk);
+  }
+
+  void onComplete(Status status) override {
+    // Free the call now: the client allows it inside a callback, and the commit below may
+    // outlive the client itself at shutdown.
+    std::unique_ptr<UpstreamCall> call = std::move(call_);
+    remote_.recordUpstreamOutcome(status);
+    if (status.isOk() && status_ != 200) {
+      FetchResult result;
+      result.status = status_;
+      status = remote_.statusFromUpstream(result);
+    }
+    if (status.isOk()) {
+      status = fill_->verify();
+    }
+    if (!status.isOk()) {
+      finishFailed(status);
+      return;
+    }
+    commit();
+  }
+
+ private:
+  void commit() {
+    auto commit_status = std::make_shared<Status>();
+    storage::BlobStore* store = remote_.context_.store;
+    storage::Index* index = remote_.context_.index;
+    int64_t now_ms = remote_.context_.clock->nowMs();
+    std::shared_ptr<cache::BlobFill> fill = fill_;
+    runBlocking(
+        loop_.uv(),
+        [store, index, fill, commit_status, now_ms] {
+          *commit_status = store->commit(fill->writer(), fill->digest());
+          if (commit_status->isOk()) {
+            uint64_t size = fill->snapshot().written;
+            *commit_status = index->putBlob(fill->digest(), storage::BlobRecord{size, now_ms, now_ms});
+          }
+        },
+        [this, commit_status] {
+          if (commit_status->isOk()) {
+            fill_->markCommitted();
+            remote_.context_.metrics->fills_completed.fetch_add(1, std::memory_order_relaxed);
+            log::cache().debug("blob stored digest={} bytes={}", fill_->digest().str(),
+                               fill_->snapshot().written);
+          } else {
+            // The bytes were verified, so readers still finish; only the cache entry is lost.
+            remote_.context_.metrics->fills_failed.fetch_add(1, std::memory_order_relaxed);
+            log::storage().error("blob commit failed digest={} error=\"{}\"",
+                                 fill_->digest().str(), commit_status->toString());
+          }
+          remote_.context_.fills->remove(fill_);
+          delete this;
+        });
+  }
+
+  void finishFailed(const Status& status) {
+    fill_->fail(status);
+    remote_.context_.fills->remove(fill_);
+    remote_.context_.metrics->fills_failed.fetch_add(1, std::memory_order_relaxed);
+    if (status.code() != StatusCode::kNotFound) {
+      log::cache().error("blob download failed remote={} digest={} error=\"{}\"",
+                         remote_.name(), fill_->digest().str(), status.toString());
+    }
+    delete this;
+  }
+
+  RemoteRepository& remote_;
+  EventLoop& loop_;
+  std::shared_ptr<cache::BlobFill> fill_;
+  std::unique_ptr<UpstreamCall> call_;
+  int status_ = 0;
+};
+
+void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name,
+                                 Digest digest) {
+  Expected<storage::BlobFile> file = context_.store->openBlob(digest);
+  if (file) {
+    exchange->setOutcome(CacheOutcome::kHit);
+    context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
+    serveBlobFile(exchange, digest, std::move(*file));
+    return;
+  }
+  if (file.status().code() != StatusCode::kNotFound) {
+    log::storage().error("blob open failed req={} digest={} error=\"{}\"", exchange->requestId(),
+                         digest.str(), file.status().toString());
+  }
+  context_.metrics->cache_misses.fetch_add(1, std::memory_order_relaxed);
+  if (exchange->isHead()) {
+    // A running download knows the size; otherwise ask the upstream without downloading.
+    if (std::shared_ptr<cache::BlobFill> fill = context_.fills->find(digest)) {
+      exchange->setOutcome(CacheOutcome::kFillJoined);
+      std::make_shared<FillReader>(*this, exchange, std::move(fill))->start();
+    } else {
+      serveBlobHeadFromUpstream(exchange, name, digest);
+    }
+    return;
+  }
+
+  storage::BlobStore* store = context_.store;
+  Expected<cache::FillRegistry::Joined> joined = context_.fills->join(
+      digest, [&] { return store->contains(digest); },
+      [&]() -> Expected<std::shared_ptr<cache::BlobFill>> {
+        if (isMarkedDown()) {
+          return unavailable("upstream " + config_.name + " is marked down after failures");
+        }
+        Expected<std::unique_ptr<storage::BlobWriter>> writer =
+            store->createWriter(digest.algorithm());
+        if (!writer) {
+          return writer.status();
+        }
+        return std::make_shared<cache::BlobFill>(digest, std::move(*writer));
+      });
+  if (!joined) {
+    respondUpstreamFailure(*exchange, joined.status(), error_code::kBlobUnknown);
+    return;
+  }
+  if (!joined->fill) {
+    // Committed between the first lookup and the join.
+    serveBlob(exchange, std::move(name), std::move(digest));
+    return;
+  }
+  if (joined->is_new) {
+    exchange->setOutcome(CacheOutcome::kMiss);
+    context_.metrics->fills_started.fetch_add(1, std::memory_order_relaxed);
+    startBlobDownload(exchange->loop(), name, joined->fill);
+  } else {
+    exchange->setOutcome(CacheOutcome::kFillJoined);
+    context_.metrics->fills_joined.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::make_shared<FillReader>(*this, exchange, joined->fill)->start();
+}
+
+void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
+                                     const Digest& digest, storage::BlobFile file) {
+  context_.index->touchBlob(digest, context_.clock->nowMs());
+  std::optional<BlobRangePlan> plan = startBlobResponse(*exchange, digest, file.size);
+  if (!plan) {
+    return;
+  }
+  auto owner = std::make_shared<UniqueFd>(std::move(file.fd));
+  int fd = owner->get();
+  exchange->sendFile(std::move(owner), fd, plan->first, plan->length,
+                     [exchange] { exchange->finish(); });
+}
+
+void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange,
+                                                 const std::string& name, const Digest& digest) {
+  if (isMarkedDown()) {
+    respondUpstreamFailure(*exchange,
+                           unavailable("upstream " + config_.name + " is marked down"),
+                           error_code::kBlobUnknown);
+    return;
+  }
+  exchange->setOutcome(CacheOutcome::kMiss);
+  EventLoop& loop = exchange->loop();
+  fetchBuffered(client(loop), makeRequest("HEAD", "/v2/" + name + "/blobs/" + digest.str()),
+                0, [this, exchange, digest](FetchResult result) {
+                  recordUpstreamOutcome(result.transport);
+                  if (!exchange->isOpen()) {
+                    return;
+                  }
+                  uint64_t length = 0;
+                  std::string_view text = result.header("Content-Length");
+                  auto parsed = std::from_chars(text.data(), text.data() + text.size(), length);
+                  if (!result.transport.isOk() || result.status != 200 ||
+                      parsed.ec != std::errc()) {
+                    respondUpstreamFailure(*exchange, statusFromUpstream(result),
+                                           error_code::kBlobUnknown);
+                    return;
+                  }
+                  ResponseHead head(200);
+                  head.add("Content-Type", "application/octet-stream");
+                  head.add("Docker-Content-Digest", digest.str());
+                  head.add("Accept-Ranges", "bytes");
+                  head.add("Docker-Distribution-API-Version", "registry/2.0");
+                  exchange->startResponse(std::move(head), length);
+                  exchange->finish();
+                });
+}
+
+void RemoteRepository::startBlobDownload(EventLoop& loop, const std::string& name,
+                                         const std::shared_ptr<cache::BlobFill>& fill) {
+  auto* download = new BlobDownload(*this, loop, fill);
+  download->start(makeRequest("GET", "/v2/" + name + "/blobs/" + fill->digest().str()));
+}
+
+}  // namespace outpost::proxy

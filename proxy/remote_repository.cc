@@ -1,0 +1,623 @@
+#include "proxy/remote_repository.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+
+#include "base/log.h"
+#include "proxy/blocking_work.h"
+#include "proxy/grammar.h"
+#include "proxy/media_types.h"
+#include "proxy/registry_error.h"
+
+namespace outpost::proxy {
+namespace {
+
+// The OCI distribution specification does not bound manifest size; 4 MiB is what CNCF
+// distribution accepts on push, and no real image comes near it.
+constexpr uint64_t kMaxManifestBytes = 4 * 1024 * 1024;
+constexpr uint64_t kMaxTagListBytes = 16 * 1024 * 1024;
+// How long an upstream tag list is reused for further pages and repeated requests.
+constexpr int64_t kTagListCacheMs = 30 * 1000;
+// Connection failures in a row after which a remote counts as down for down_backoff_ms.
+constexpr int kFailuresBeforeDown = 3;
+
+std::string_view mediaTypeOf(std::string_view content_type) {
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && type.back() == ' ') {
+    type.remove_suffix(1);
+  }
+  return type;
+}
+
+// Whether a tag cached as `media_type` may answer a client with `accept`. Registries match
+// manifest types by exact name; a client that sends no Accept gets a Docker v2s2 manifest.
+bool isServable(const AcceptList& accept, std::string_view media_type) {
+  if (accept.acceptsExplicitly(media_type)) {
+    return true;
+  }
+  return accept.empty() && media_type == kDockerManifestV2;
+}
+
+// Whether an upstream answer for this client is the tag's full representation, so that it may
+// be stored as the tag: a client that names both index types gets the index itself, while a
+// narrower client may get one platform's manifest in its place.
+bool acceptsEveryIndexType(const AcceptList& accept) {
+  return accept.acceptsExplicitly(kOciImageIndex) && accept.acceptsExplicitly(kDockerManifestList);
+}
+
+std::string allManifestTypes() {
+  std::string joined;
+  for (std::string_view type : kManifestMediaTypes) {
+    if (!joined.empty()) {
+      joined.append(", ");
+    }
+    joined.append(type);
+  }
+  return joined;
+}
+
+}  // namespace
+
+struct RemoteRepository::ManifestResult {
+  Status failure;             // non-OK: no manifest
+  std::string retry_after;    // from an upstream 429
+  std::optional<Digest> digest;
+  std::string media_type;
+  std::string body;
+  bool has_body = false;      // false for a revalidation that found the cached digest current
+};
+
+RemoteRepository::RemoteRepository(RemoteConfig config, RemoteContext context)
+    : config_(std::move(config)),
+      context_(context),
+      counters_(context.metrics->addRemote(config_.name)) {
+  clients_.resize(context_.loop_count);
+}
+
+RemoteRepository::~RemoteRepository() = default;
+
+void RemoteRepository::startLoop(EventLoop& loop) {
+  UpstreamOptions options;
+  options.base_url = config_.url;
+  options.username = config_.username;
+  options.password = config_.password;
+  options.ca_file = config_.ca_file;
+  options.insecure_skip_verify = config_.insecure_skip_verify;
+  options.connect_timeout_ms = context_.upstream.connect_timeout_ms;
+  options.response_timeout_ms = context_.upstream.response_timeout_ms;
+  options.body_stall_timeout_ms = context_.upstream.body_stall_timeout_ms;
+  options.max_retries = context_.upstream.max_retries;
+  options.max_connections_per_host = context_.upstream.max_connections_per_host;
+  options.clock = context_.clock;
+  clients_[loop.index()] = std::make_unique<UpstreamClient>(loop.uv(), std::move(options));
+}
+
+void RemoteRepository::stopLoop(EventLoop& loop, std::function<void()> on_closed) {
+  UpstreamClient* upstream = clients_[loop.index()].get();
+  if (upstream == nullptr) {
+    on_closed();
+    return;
+  }
+  upstream->close([this, &loop, on_closed = std::move(on_closed)] {
+    // Resetting the client destroys this lambda too, so copy what runs afterwards first.
+    std::function<void()> done = on_closed;
+    clients_[loop.index()].reset();  // the client allows this inside its close callback
+    done();
+  });
+}
+
+UpstreamClient& RemoteRepository::client(EventLoop& loop) { return *clients_[loop.index()]; }
+
+UpstreamRequest RemoteRepository::makeRequest(std::string method, std::string path) const {
+  UpstreamRequest request;
+  request.method = std::move(method);
+  request.path_and_query = std::move(path);
+  counters_.upstream_requests.fetch_add(1, std::memory_order_relaxed);
+  return request;
+}
+
+// ----- Upstream health --------------------------------------------------------------------
+
+bool RemoteRepository::isMarkedDown() const {
+  return context_.clock->nowMs() < down_until_ms_.load(std::memory_order_relaxed);
+}
+
+void RemoteRepository::recordUpstreamOutcome(const Status& transport) {
+  if (transport.isOk()) {
+    consecutive_failures_.store(0, std::memory_order_relaxed);
+    return;
+  }
+  if (transport.code() != StatusCode::kUnavailable && transport.code() != StatusCode::kTimedOut) {
+    return;
+  }
+  counters_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+  int failures = consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (failures >= kFailuresBeforeDown) {
+    down_until_ms_.store(context_.clock->nowMs() + context_.upstream.down_backoff_ms,
+                         std::memory_order_relaxed);
+    consecutive_failures_.store(0, std::memory_order_relaxed);
+    log::proxy().warn("upstream marked down remote={} for_ms={} error=\"{}\"", config_.name,
+                      context_.upstream.down_backoff_ms, transport.message());
+  }
+}
+
+Status RemoteRepository::statusFromUpstream(const FetchResult& result) const {
+  if (!result.transport.isOk()) {
+    return result.transport;
+  }
+  std::string detail = "upstream " + config_.name + " answered " + std::to_string(result.status);
+  switch (result.status) {
+    case 404:
+      return Status(StatusCode::kNotFound, std::move(detail));
+    case 401:
+    case 403:
+      return Status(StatusCode::kPermissionDenied, std::move(detail));
+    case 429:
+      return Status(StatusCode::kTooManyRequests, std::move(detail));
+    default:
+      return Status(StatusCode::kUnavailable, std::move(detail));
+  }
+}
+
+void RemoteRepository::respondUpstreamFailure(Exchange& exchange, const Status& failure,
+                                              std::string_view unknown_code) {
+  if (failure.code() != StatusCode::kNotFound) {
+    exchange.setOutcome(CacheOutcome::kUpstreamError);
+    log::proxy().error("upstream request failed req={} remote={} path={} error=\"{}\"",
+                       exchange.requestId(), config_.name, exchange.request().path(),
+                       failure.toString());
+  }
+  std::string message(failure.message());
+  switch (failure.code()) {
+    case StatusCode::kNotFound:
+      respondRegistryError(exchange, 404, unknown_code, message);
+      return;
+    case StatusCode::kPermissionDenied:
+      respondRegistryError(exchange, 403, error_code::kDenied,
+                           message + " (check the remote's credentials)");
+      return;
+    case StatusCode::kTooManyRequests: {
+      ResponseHead head;
+      int64_t retry_after = retry_after_seconds_.load(std::memory_order_relaxed);
+      head.add("Retry-After", static_cast<uint64_t>(retry_after > 0 ? retry_after : 60));
+      respondRegistryError(exchange, 429, error_code::kTooManyRequests, message, std::move(head));
+      return;
+    }
+    case StatusCode::kTimedOut:
+      respondRegistryError(exchange, 504, error_code::kUnavailable,
+                           "upstream " + config_.name + " timed out: " + message);
+      return;
+    case StatusCode::kCorruption:
+      respondRegistryError(exchange, 502, error_code::kUnavailable,
+                           "upstream " + config_.name + " sent invalid content: " + message);
+      return;
+    case StatusCode::kNoSpace:
+    case StatusCode::kIOError:
+      respondRegistryError(exchange, 503, error_code::kUnavailable,
+                           "cache storage failed: " + message);
+      return;
+    default:
+      respondRegistryError(exchange, 503, error_code::kUnavailable,
+                           "upstream " + config_.name + " (" + config_.url +
+                               ") cannot be reached: " + message);
+      return;
+  }
+}
+
+// ----- Manifests --------------------------------------------------------------------------
+
+void RemoteRepository::serveManifest(const std::shared_ptr<Exchange>& exchange, std::string name,
+                                     std::string reference) {
+  Expected<ReferenceKind> kind = classifyReference(reference);
+  if (!kind) {
+    bool is_digest = reference.find(':') != std::string::npos;
+    respondRegistryError(*exchange, 400,
+                         is_digest ? error_code::kDigestInvalid : error_code::kTagInvalid,
+                         std::string(kind.status().message()));
+    return;
+  }
+  if (*kind == ReferenceKind::kDigest) {
+    Expected<Digest> digest = Digest::parse(reference);
+    serveManifestByDigest(exchange, name, *digest);
+    return;
+  }
+  serveManifestByTag(exchange, name, reference);
+}
+
+void RemoteRepository::respondManifest(Exchange& exchange, const Digest& digest,
+                                       std::string_view media_type, std::string_view body) {
+  ResponseHead head(200);
+  head.add("Content-Type", media_type);
+  head.add("Docker-Content-Digest", digest.str());
+  head.add("ETag", "\"" + digest.str() + "\"");
+  head.add("Docker-Distribution-API-Version", "registry/2.0");
+  exchange.respond(std::move(head), body);
+}
+
+void RemoteRepository::serveManifestByDigest(const std::shared_ptr<Exchange>& exchange,
+                                             const std::string& name, const Digest& digest) {
+  Expected<storage::ManifestRecord> manifest = context_.index->getManifest(digest);
+  if (manifest && context_.index->hasLink(config_.name, digest)) {
+    exchange->setOutcome(CacheOutcome::kHit);
+    context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
+    respondManifest(*exchange, digest, manifest->media_type, manifest->body);
+    return;
+  }
+  if (!manifest && manifest.status().code() != StatusCode::kNotFound) {
+    log::storage().error("manifest read failed req={} digest={} error=\"{}\"",
+                         exchange->requestId(), digest.str(), manifest.status().toString());
+  }
+  fetchManifest(exchange, name, digest.str(), false);
+}
+
+void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& exchange,
+                                          const std::string& name, const std::string& tag) {
+  AcceptList accept = AcceptList::fromHeaderLines(exchange->request().headerValues("Accept"));
+  Expected<storage::TagRecord> cached = context_.index->getTag(config_.name, name, tag);
+  if (cached && isServable(accept, cached->media_type)) {
+    int64_t age_ms = context_.clock->nowMs() - cached->confirmed_ms;
+    if (age_ms < config_.tag_ttl_ms) {
+      Expected<Digest> digest = Digest::parse(cached->digest);
+      Expected<storage::ManifestRecord> manifest =
+          digest ? context_.index->getManifest(*digest)
+                 : Expected<storage::ManifestRecord>(digest.status());
+      if (manifest) {
+        exchange->setOutcome(CacheOutcome::kHit);
+        context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
+        respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
+        return;
+      }
+    } else {
+      revalidateTag(exchange, name, tag, *cached);
+      return;
+    }
+  }
+  fetchManifest(exchange, name, tag, acceptsEveryIndexType(accept));
+}
+
+void RemoteRepository::respondManifestResult(const std::shared_ptr<Exchange>& exchange,
+                                             const ManifestResult& result) {
+  if (!exchange->isOpen()) {
+    return;
+  }
+  if (!result.failure.isOk()) {
+    if (result.failure.code() == StatusCode::kTooManyRequests && !result.retry_after.empty()) {
+      int64_t seconds = 0;
+      std::from_chars(result.retry_after.data(),
+                      result.retry_after.data() + result.retry_after.size(), seconds);
+      retry_after_seconds_.store(seconds, std::memory_order_relaxed);
+    }
+    respondUpstreamFailure(*exchange, result.failure, error_code::kManifestUnknown);
+    return;
+  }
+  respondManifest(*exchange, *result.digest, result.media_type, result.body);
+}
+
+void RemoteRepository::fetchManifest(const std::shared_ptr<Exchange>& exchange,
+                                     const std::string& name, const std::string& reference,
+                                     bool may_store_tag) {
+  AcceptList accept = AcceptList::fromHeaderLines(exchange->request().headerValues("Accept"));
+  std::string accept_joined = accept.joined();
+  std::string key = name + '\0' + reference + '\0' + accept_joined;
+
+  context_.metrics->cache_misses.fetch_add(1, std::memory_order_relaxed);
+  bool is_leader = manifest_flights_.join(
+      key, [this, exchange](const std::shared_ptr<const ManifestResult>& result) {
+        exchange->loop().dispatch(
+            [this, exchange, result] { respondManifestResult(exchange, *result); });
+      });
+  exchange->setOutcome(is_leader ? CacheOutcome::kMiss : CacheOutcome::kFillJoined);
+  if (!is_leader) {
+    return;
+  }
+
+  EventLoop& loop = exchange->loop();
+  if (isMarkedDown()) {
+    auto result = std::make_shared<ManifestResult>();
+    result->failure = unavailable("upstream " + config_.name + " is marked down after failures");
+    manifest_flights_.complete(key, result);
+    return;
+  }
+  UpstreamRequest request = makeRequest("GET", "/v2/" + name + "/manifests/" + reference);
+  if (!accept_joined.empty()) {
+    request.headers.emplace_back("Accept", accept_joined);
+  }
+  fetchBuffered(client(loop), std::move(request), kMaxManifestBytes,
+                [this, key, name, reference, may_store_tag, &loop](FetchResult result) {
+                  completeManifestFetch(key, name, reference, may_store_tag, loop,
+                                        std::move(result));
+                });
+}
+
+void RemoteRepository::completeManifestFetch(const std::string& key, const std::string& name,
+                                             const std::string& reference, bool may_store_tag,
+                                             EventLoop& loop, FetchResult fetched) {
+  recordUpstreamOutcome(fetched.transport);
+  auto result = std::make_shared<ManifestResult>();
+  if (!fetched.transport.isOk() || fetched.status != 200) {
+    result->failure = statusFromUpstream(fetched);
+    result->retry_after = std::string(fetched.header("Retry-After"));
+    manifest_flights_.complete(key, result);
+    return;
+  }
+
+  std::string media_type(mediaTypeOf(fetched.header("Content-Type")));
+  if (!isManifestMediaType(media_type)) {
+    media_type = std::string(detectManifestMediaType(fetched.body));
+  }
+  bool is_digest_reference = reference.find(':') != std::string::npos;
+  Digest digest = sha256Of(fetched.body);
+  if (is_digest_reference) {
+    Expected<Digest> expected = Digest::parse(reference);
+    DigestHasher hasher(expected->algorithm());
+    hasher.update(fetched.body);
+    digest = hasher.finish();
+    if (digest != *expected) {
+      result->failure = corruption("manifest bytes have digest " + digest.str() + ", expected " +
+                                   expected->str());
+    }
+  }
+  if (media_type.empty() && result->failure.isOk()) {
+    result->failure = corruption("manifest has no known media type");
+  }
+  if (!result->failure.isOk()) {
+    log::proxy().error("upstream manifest rejected remote={} name={} reference={} error=\"{}\"",
+                       config_.name, name, reference, result->failure.toString());
+    manifest_flights_.complete(key, result);
+    return;
+  }
+
+  result->digest = digest;
+  result->media_type = media_type;
+  result->body = std::move(fetched.body);
+  result->has_body = true;
+
+  // Store, then answer every waiter: a request arriving after that finds the index filled.
+  storage::Index* index = context_.index;
+  int64_t now_ms = context_.clock->nowMs();
+  std::string remote = config_.name;
+  bool store_tag = may_store_tag && !is_digest_reference;
+  runBlocking(
+      loop.uv(),
+      [index, result, remote, name, reference, store_tag, now_ms] {
+        Status status = index->putManifest(
+            *result->digest, storage::ManifestRecord{result->media_type, result->body, now_ms});
+        if (status.isOk()) {
+          status = index->putLink(remote, *result->digest);
+        }
+        if (status.isOk() && store_tag) {
+          status = index->putTag(
+              remote, name, reference,
+              storage::TagRecord{result->digest->str(), result->media_type, now_ms});
+        }
+        if (!status.isOk()) {
+          log::storage().error("manifest not stored remote={} name={} reference={} error=\"{}\"",
+                               remote, name, reference, status.toString());
+        }
+      },
+      [this, key, result] { manifest_flights_.complete(key, result); });
+}
+
+void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
+                                     const std::string& name, const std::string& tag,
+                                     const storage::TagRecord& cached) {
+  auto serve_cached = [this, exchange, cached](CacheOutcome outcome) {
+    Expected<Digest> digest = Digest::parse(cached.digest);
+    Expected<storage::ManifestRecord> manifest =
+        digest ? context_.index->getManifest(*digest)
+               : Expected<storage::ManifestRecord>(digest.status());
+    if (!manifest) {
+      respondRegistryError(*exchange, 404, error_code::kManifestUnknown,
+                           "cached manifest is missing; try again");
+      return;
+    }
+    exchange->setOutcome(outcome);
+    if (outcome == CacheOutcome::kStale) {
+      context_.metrics->cache_stale.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
+    }
+    respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
+  };
+
+  if (isMarkedDown()) {
+    log::proxy().warn("stale tag served req={} remote={} name={} tag={} reason=marked_down",
+                      exchange->requestId(), config_.name, name, tag);
+    serve_cached(CacheOutcome::kStale);
+    return;
+  }
+
+  std::string key = std::string("revalidate") + '\0' + name + '\0' + tag;
+  bool is_leader = manifest_flights_.join(
+      key, [this, exchange, name, tag, serve_cached](
+               const std::shared_ptr<const ManifestResult>& result) {
+        exchange->loop().dispatch([this, exchange, name, tag, serve_cached, result] {
+          if (!exchange->isOpen()) {
+            return;
+          }
+          const Status& failure = result->failure;
+          if (failure.isOk() && !result->has_body) {
+            serve_cached(CacheOutcome::kHit);
+          } else if (failure.isOk()) {
+            exchange->setOutcome(CacheOutcome::kMiss);
+            respondManifest(*exchange, *result->digest, result->media_type, result->body);
+          } else if (failure.code() == StatusCode::kNotFound) {
+            respondUpstreamFailure(*exchange, failure, error_code::kManifestUnknown);
+          } else {
+            log::proxy().warn("stale tag served req={} remote={} name={} tag={} error=\"{}\"",
+                              exchange->requestId(), config_.name, name, tag,
+                              failure.toString());
+            serve_cached(CacheOutcome::kStale);
+          }
+        });
+      });
+  if (!is_leader) {
+    return;
+  }
+
+  // HEAD does not count against Docker Hub's pull limit; the manifest is fetched only when the
+  // digest moved.
+  EventLoop& loop = exchange->loop();
+  UpstreamRequest request = makeRequest("HEAD", "/v2/" + name + "/manifests/" + tag);
+  request.headers.emplace_back("Accept", allManifestTypes());
+  request.deadline_ms = context_.upstream.revalidate_timeout_ms;
+  fetchBuffered(
+      client(loop), std::move(request), 0,
+      [this, key, name, tag, cached, &loop](FetchResult head) {
+        recordUpstreamOutcome(head.transport);
+        std::string_view upstream_digest = head.header("Docker-Content-Digest");
+        if (head.transport.isOk() && head.status == 200 && upstream_digest == cached.digest) {
+          storage::TagRecord confirmed = cached;
+          confirmed.confirmed_ms = context_.clock->nowMs();
+          storage::Index* index = context_.index;
+          std::string remote = config_.name;
+          runBlocking(
+              loop.uv(),
+              [index, remote, name, tag, confirmed] {
+                Status status = index->putTag(remote, name, tag, confirmed);
+                if (!status.isOk()) {
+                  log::storage().error("tag not stored remote={} name={} tag={} error=\"{}\"",
+                                       remote, name, tag, status.toString());
+                }
+              },
+              [this, key] {
+                manifest_flights_.complete(key, std::make_shared<ManifestResult>());
+              });
+          return;
+        }
+        if (!head.transport.isOk() || head.status != 200) {
+          auto result = std::make_shared<ManifestResult>();
+          result->failure = statusFromUpstream(head);
+          manifest_flights_.complete(key, result);
+          return;
+        }
+        // The tag moved: fetch its manifest with every type accepted and store it as the tag.
+        UpstreamRequest get = makeRequest("GET", "/v2/" + name + "/manifests/" + tag);
+        get.headers.emplace_back("Accept", allManifestTypes());
+        log::proxy().info("tag moved upstream remote={} name={} tag={} old={} new={}",
+                          config_.name, name, tag, cached.digest, upstream_digest);
+        fetchBuffered(client(loop), std::move(get), kMaxManifestBytes,
+                      [this, key, name, tag, &loop](FetchResult result) {
+                        completeManifestFetch(key, name, tag, true, loop, std::move(result));
+                      });
+      });
+}
+
+// ----- Tag lists --------------------------------------------------------------------------
+
+void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, std::string name,
+                                    std::string display_name) {
+  const HttpRequest& request = exchange->request();
+  std::optional<uint64_t> limit;
+  if (request.hasQueryParam("n")) {
+    std::string text = request.queryParam("n");
+    uint64_t value = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+      respondRegistryError(*exchange, 400, error_code::kPaginationNumberInvalid,
+                           "n must be a non-negative integer");
+      return;
+    }
+    limit = value;
+  }
+  std::string last = request.queryParam("last");
+
+  auto respond = [exchange, display_name, limit, last](std::vector<std::string> tags) {
+    auto begin = last.empty() ? tags.begin() : std::upper_bound(tags.begin(), tags.end(), last);
+    auto end = tags.end();
+    bool has_more = false;
+    if (limit && static_cast<uint64_t>(end - begin) > *limit) {
+      end = begin + static_cast<std::ptrdiff_t>(*limit);
+      has_more = *limit > 0;
+    }
+    nlohmann::json body;
+    body["name"] = display_name;
+    body["tags"] = nlohmann::json::array();
+    for (auto it = begin; it != end; ++it) {
+      body["tags"].push_back(*it);
+    }
+    ResponseHead head(200);
+    head.add("Content-Type", "application/json");
+    head.add("Docker-Distribution-API-Version", "registry/2.0");
+    if (has_more) {
+      head.add("Link", "</v2/" + display_name + "/tags/list?n=" + std::to_string(*limit) +
+                           "&last=" + *(end - 1) + ">; rel=\"next\"");
+    }
+    exchange->respond(std::move(head), body.dump());
+  };
+
+  std::string cache_key = name;
+  {
+    std::lock_guard lock(tag_lists_mutex_);
+    auto found = tag_lists_.find(cache_key);
+    if (found != tag_lists_.end() &&
+        context_.clock->nowMs() - found->second.fetched_ms < kTagListCacheMs) {
+      exchange->setOutcome(CacheOutcome::kHit);
+      respond(found->second.tags);
+      return;
+    }
+  }
+
+  auto from_index = [this, exchange, name, respond](const Status& failure) {
+    Expected<std::vector<std::string>> tags = context_.index->listTags(config_.name, name);
+    if (tags && !tags->empty()) {
+      exchange->setOutcome(CacheOutcome::kStale);
+      context_.metrics->cache_stale.fetch_add(1, std::memory_order_relaxed);
+      log::proxy().warn("tag list served from the index req={} remote={} name={} error=\"{}\"",
+                        exchange->requestId(), config_.name, name, failure.toString());
+      respond(std::move(*tags));
+      return;
+    }
+    respondUpstreamFailure(*exchange, failure, error_code::kNameUnknown);
+  };
+
+  if (isMarkedDown()) {
+    from_index(unavailable("upstream " + config_.name + " is marked down after failures"));
+    return;
+  }
+
+  // NOTE: only the upstream's first page is read; an upstream that paginates its tag list
+  // (Docker Hub does past its page size) shows only that page here.
+  EventLoop& loop = exchange->loop();
+  exchange->setOutcome(CacheOutcome::kMiss);
+  fetchBuffered(
+      client(loop), makeRequest("GET", "/v2/" + name + "/tags/list"), kMaxTagListBytes,
+      [this, exchange, name, cache_key, respond, from_index](FetchResult result) {
+        recordUpstreamOutcome(result.transport);
+        if (!exchange->isOpen()) {
+          return;
+        }
+        if (result.transport.isOk() && result.status == 404) {
+          respondUpstreamFailure(*exchange, statusFromUpstream(result), error_code::kNameUnknown);
+          return;
+        }
+        if (!result.transport.isOk() || result.status != 200) {
+          from_index(statusFromUpstream(result));
+          return;
+        }
+        std::vector<std::string> tags;
+        nlohmann::json parsed = nlohmann::json::parse(result.body, nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_object()) {
+          from_index(corruption("upstream tag list is not a JSON object"));
+          return;
+        }
+        if (auto found = parsed.find("tags"); found != parsed.end() && found->is_array()) {
+          for (const auto& tag : *found) {
+            if (tag.is_string() && isValidTag(tag.get<std::string>())) {
+              tags.push_back(tag.get<std::string>());
+            }
+          }
+        }
+        std::sort(tags.begin(), tags.end());
+        tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
+        {
+          std::lock_guard lock(tag_lists_mutex_);
+          tag_lists_[cache_key] = TagListCacheEntry{context_.clock->nowMs(), tags};
+        }
+        respond(std::move(tags));
+      });
+}
+
+}  // namespace outpost::proxy

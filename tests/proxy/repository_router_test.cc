@@ -1,0 +1,81 @@
+#include "proxy/repository_router.h"
+
+#include <gtest/gtest.h>
+
+namespace outpost::proxy {
+namespace {
+
+Config twoRemotes() {
+  Config config;
+  RemoteConfig hub;
+  hub.name = "dockerhub";
+  hub.url = "https://registry-1.docker.io";
+  hub.hosts = {"docker.io", "registry-1.docker.io"};
+  hub.library_prefix = true;
+  RemoteConfig office;
+  office.name = "office";
+  office.url = "http://127.0.0.1:5001";
+  office.hosts = {"registry.office.example:5000"};
+  config.remotes = {hub, office};
+  config.default_repository = "dockerhub";
+  return config;
+}
+
+TEST(RepositoryRouterTest, ResolvesByKeyNsAndDefault) {
+  struct Case {
+    std::string label;
+    std::string name;
+    std::optional<std::string> ns;
+    size_t remote;
+    std::string routed;
+  };
+  const std::vector<Case> cases = {
+      {"default adds library/", "alpine", std::nullopt, 0, "library/alpine"},
+      {"default keeps two components", "grafana/grafana", std::nullopt, 0, "grafana/grafana"},
+      {"key selects remote", "office/team/app", std::nullopt, 1, "team/app"},
+      {"key on library remote adds library/", "dockerhub/redis", std::nullopt, 0,
+       "library/redis"},
+      {"key wins over ns", "office/app", std::string("docker.io"), 1, "app"},
+      {"ns selects remote", "team/app", std::string("registry.office.example:5000"), 1,
+       "team/app"},
+      {"ns is case-insensitive", "busybox", std::string("Docker.IO"), 0, "library/busybox"},
+      {"ns with other remote host", "library/nginx", std::string("registry-1.docker.io"), 0,
+       "library/nginx"},
+      {"unknown first component is a name", "unknown/app", std::nullopt, 0, "unknown/app"},
+      {"key alone is an image name", "office", std::nullopt, 0, "library/office"},
+  };
+  Config config = twoRemotes();
+  RepositoryRouter router(config);
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.label);
+    std::optional<std::string_view> ns;
+    if (test_case.ns) {
+      ns = *test_case.ns;
+    }
+    Expected<RoutedName> routed = router.resolve(test_case.name, ns);
+    ASSERT_TRUE(routed.hasValue()) << routed.status().toString();
+    EXPECT_EQ(routed->remote_index, test_case.remote);
+    EXPECT_EQ(routed->name, test_case.routed);
+  }
+}
+
+TEST(RepositoryRouterTest, RejectsUnknownNsWithoutFallingBack) {
+  Config config = twoRemotes();
+  RepositoryRouter router(config);
+  Expected<RoutedName> routed = router.resolve("library/alpine", std::string_view("ghcr.io"));
+  ASSERT_FALSE(routed.hasValue());
+  EXPECT_EQ(routed.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(routed.status().message().find("ghcr.io"), std::string_view::npos);
+}
+
+TEST(RepositoryRouterTest, FailsWithoutDefaultRepository) {
+  Config config = twoRemotes();
+  config.default_repository = "";
+  RepositoryRouter router(config);
+  Expected<RoutedName> routed = router.resolve("alpine", std::nullopt);
+  ASSERT_FALSE(routed.hasValue());
+  EXPECT_EQ(routed.status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace outpost::proxy
