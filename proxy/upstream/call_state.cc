@@ -464,7 +464,7 @@ void CallState::onConnectionFailed(const ConnectionFailure& failure) {
   }
 
   // A pooled connection that the server closed while it was idle fails before any response
-  // byte. That says nothing about the upstream, so the request goes out once more on a new
+  // byte. That is no sign of a failing upstream, so the request goes out once more on a new
   // connection without using up a retry.
   if (failure.is_reused_connection && failure.is_before_response && !is_stale_retry_used_) {
     is_stale_retry_used_ = true;
@@ -490,6 +490,8 @@ void CallState::onDeadline() {
 
 // ----- Token flow ---------------------------------------------------------------------
 
+// TODO: coalesce token requests. Calls that meet the same challenge at the same time each fetch
+// a token until the first grant is cached, which costs one token request per waiting call.
 void CallState::fetchToken() {
   Expected<Url> url = tokenRequestUrl(token_key_);
   if (!url) {

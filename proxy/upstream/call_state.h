@@ -2,11 +2,11 @@
 //
 // A call makes one or more attempts. Each attempt takes a connection from the pool, sends the
 // request and reads the response head. The head then decides the next step:
-//   redirect (301, 302, 303, 307, 308 with Location)  -> attempt at the new URL, at most 5 times
-//   401 with a Bearer challenge                       -> fetch a token, attempt again once
-//   401 with a Basic challenge and credentials        -> attempt again once with Basic
-//   429, 500, 502, 503, 504 with retries left         -> wait (backoff or Retry-After), attempt
-//   again anything else                                     -> deliver the head, stream the body
+//   301, 302, 303, 307, 308 with Location   -> attempt at the new URL, at most 5 times
+//   401 with a Bearer challenge             -> fetch a token, then attempt once more
+//   401 with a Basic challenge              -> attempt once more with Basic credentials
+//   429, 500, 502, 503, 504, retries left   -> wait (backoff or Retry-After), attempt again
+//   anything else                           -> deliver the head, stream the body
 // A response that is not delivered is read to its end when it is small, so that its
 // connection can be reused, and its connection is closed otherwise.
 //
@@ -18,10 +18,11 @@
 //   kDiscardingBody     reading a response that is not delivered, before the next step
 //   kBackingOff         waiting for the retry timer
 //   kFetchingToken      a token call to the realm is in progress
-//   kStreamingBody      head delivered; body chunks go to the handler
-//   kDone               completed or cancelled; no callback runs any more
+//   kStreamingBody      head delivered, body chunks go to the handler
+//   kDone               completed or cancelled, after which no callback runs
 //
-// Lifetime: the ClientCore owns every CallState; the caller's UpstreamCall only points at it.
+// Lifetime: the ClientCore owns every CallState, and the caller's UpstreamCall only points at
+// it.
 // Handlers may destroy their UpstreamCall inside any callback, and the call may finish inside
 // a connection callback, so a finished call is not freed while one of its methods is on the
 // stack: each entry point holds an EntryGuard, and the outermost guard frees the call.
@@ -90,9 +91,9 @@ class CallState final : public ConnectionListener {
     kStreamingBody,
     kDone,
   };
-  // What follows a response that is not delivered.
+  // The step after a response that is not delivered.
   enum class NextStep { kNone, kRedirect, kRetry, kFetchToken, kRetryWithBasic };
-  // Which Authorization the current attempt carries.
+  // Kind of Authorization header sent with the current attempt.
   enum class SentAuthorization { kNone, kFixed, kBasic, kCachedBearer, kNewBearer };
 
   // Collects the token response for the parent call.

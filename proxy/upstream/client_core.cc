@@ -147,7 +147,7 @@ void ClientCore::destroyCall(CallState* call) {
   if (it == calls_.end()) {
     return;
   }
-  // Leave the map before the destructor runs, so that nothing it triggers sees a half-erased
+  // Leave the map before the destructor runs, so that nothing it triggers finds a half-erased
   // entry.
   std::unique_ptr<CallState> owned = std::move(it->second);
   calls_.erase(it);

@@ -23,7 +23,7 @@ namespace outpost::proxy::upstream {
 
 class CallState;
 
-// What one call asks for, after the client has resolved it against the base URL.
+// Parameters of one call, with the request target resolved against the base URL.
 struct CallSpec {
   std::string method;
   Url target;
@@ -33,7 +33,8 @@ struct CallSpec {
   // Authorization sent on every attempt to the target's origin, as the Basic credentials of a
   // token request. Empty for registry calls, whose Authorization the call works out itself.
   std::string fixed_authorization;
-  // Answer 401 challenges from the target's origin with a token or Basic credentials.
+  // True when the call responds to 401 challenges from the target's origin with a token or
+  // Basic credentials.
   bool handles_challenges = true;
   // When not OK, the call completes with this Status without sending anything.
   Status rejection;
@@ -84,7 +85,7 @@ class ClientCore {
   int64_t jitter(int64_t delay_ms);
 
  private:
-  // Handle counter first: it must outlive every member that holds handles.
+  // Declared first, so destroyed last: every other member that owns handles refers to it.
   HandleCounter handles_;
   uv_loop_t* loop_;
   UpstreamOptions options_;

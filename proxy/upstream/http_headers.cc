@@ -21,26 +21,8 @@ bool isTokenChar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
     return true;
   }
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
+  constexpr std::string_view kTokenSymbols = "!#$%&'*+-.^_`|~";
+  return kTokenSymbols.find(c) != std::string_view::npos;
 }
 
 bool isToken(std::string_view text) {

@@ -35,9 +35,9 @@ Expected<SslCtxPtr> createClientTlsContext(const std::string& ca_file, bool inse
 class TlsSession {
  public:
   // Starts a client session with `host`. A host name is sent as SNI and checked against the
-  // certificate's DNS names; an IP literal is sent without SNI (RFC 6066 section 3 forbids
-  // it) and checked against the certificate's IP addresses. The context decides whether the
-  // check happens at all.
+  // certificate's DNS names. An IP literal is checked against the certificate's IP addresses and
+  // sent without SNI, which RFC 6066 section 3 forbids for literals. Whether the check happens at
+  // all depends on the context.
   static Expected<std::unique_ptr<TlsSession>> create(SSL_CTX* context, const std::string& host,
                                                       bool is_ip_literal);
 
@@ -55,7 +55,7 @@ class TlsSession {
   Status encrypt(std::string_view plaintext);
 
   // Decrypts into `buffer` and returns the number of bytes written, or 0 when the buffered
-  // ciphertext holds no more complete records. After the peer's close_notify it returns 0 and
+  // ciphertext contains no complete record. After the peer's close_notify it returns 0 and
   // isPeerClosed() turns true.
   Expected<size_t> decrypt(char* buffer, size_t size);
   bool isPeerClosed() const { return is_peer_closed_; }

@@ -1,6 +1,6 @@
 // Bearer tokens of the registry token flow, and the rules that go with them.
 //
-// A registry that wants a token answers 401 with
+// A registry that requires a token responds with 401 and
 //   WWW-Authenticate: Bearer realm="https://auth.docker.io/token",service="registry.docker.io",
 //                     scope="repository:library/alpine:pull"
 // The client then sends GET <realm>?service=<service>&scope=<scope> to the token endpoint

@@ -8,7 +8,7 @@
 // including the handler callbacks, happens on that loop's thread. Only counters() may be read
 // from other threads.
 //
-// Life of a call, as its handler sees it:
+// Events of one call, in the order its handler receives them:
 //   start() ... onHead (at most once) ... onBody (zero or more times) ... onComplete (once)
 // Retries, redirects and the 401 challenge-response steps happen before onHead and are not
 // visible to the handler. Destroying the UpstreamCall cancels it: no callback runs afterwards.
@@ -93,12 +93,17 @@ class UpstreamHandler {
   virtual void onHead(const UpstreamResponse& response) = 0;
   // A piece of the body, valid only during the call. Returning a failed Status aborts the call,
   // which then completes with that Status. HEAD, 204 and 304 responses have no body.
+  // NOTE: the client reads the socket as fast as the upstream sends and never pauses, so a
+  // handler that cannot keep up has to buffer or fail.
   virtual Status onBody(std::string_view chunk) = 0;
-  // Runs exactly once, last. OK when the whole body was received. Otherwise kUnavailable for
-  // an unreachable upstream or a connection lost mid-body (the message names the host and the
-  // error), kTimedOut for timeouts and the deadline, kUnauthenticated when the token endpoint
-  // rejects the credentials, kInvalidArgument for a malformed request, kCancelled when the
-  // client closes, or the Status that onBody returned.
+  // Runs exactly once, last. The status is OK when the whole body was received. Failures:
+  //   kUnavailable       unreachable upstream, TLS failure, invalid response, too many
+  //                      redirects, or connection lost mid-body; the message names the host
+  //   kTimedOut          connect, response head or body stall timeout, or the deadline
+  //   kUnauthenticated   the token endpoint rejected the credentials (401 or 403)
+  //   kInvalidArgument   malformed request, invalid base URL, or unreadable CA file
+  //   kCancelled         the client was closed
+  //   other codes        the Status that onBody returned, or kInternal when OpenSSL fails
   virtual void onComplete(Status status) = 0;
 };
 

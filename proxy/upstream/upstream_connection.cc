@@ -158,6 +158,9 @@ void UpstreamConnection::handleResolved(int status, addrinfo* result) {
   connectToNextAddress();
 }
 
+// TODO: race the addresses as RFC 8305 (Happy Eyeballs) describes. The next address is tried
+// only after a connect error, so an address that drops packets uses up connect_timeout_ms, and
+// every retry starts again at the first address.
 void UpstreamConnection::connectToNextAddress() {
   state_ = State::kConnecting;
   const auto* address = reinterpret_cast<const sockaddr*>(&addresses_[next_address_]);
@@ -298,7 +301,7 @@ void UpstreamConnection::write(std::string bytes) {
     failLater(unavailable(describe("write to") + " failed: " + uv_strerror(result)));
     return;
   }
-  // libuv holds the request until onWrite, which frees it.
+  // libuv owns the request until onWrite, which frees it.
   static_cast<void>(request.release());
 }
 
@@ -383,7 +386,7 @@ void UpstreamConnection::handleCiphertext(std::string_view bytes) {
   if (state_ == State::kClosing) {
     return;
   }
-  // Reading can produce records to send, such as a key update answer.
+  // Reading can produce records to send, such as the response to a key update.
   flushTlsOutput();
   if (tls_->isPeerClosed()) {
     handleReadEnd(UV_EOF);
@@ -541,7 +544,7 @@ int UpstreamConnection::onHeadersComplete(llhttp_t* parser) {
   if (self->state_ == State::kClosing) {
     return HPE_USER;
   }
-  // 1 tells llhttp that the message has no body.
+  // Returning 1 makes llhttp treat the message as one without a body.
   return self->is_head_request_ ? 1 : 0;
 }
 

@@ -3,18 +3,18 @@
 //
 // States:
 //   kResolving    uv_getaddrinfo runs in the thread pool
-//   kConnecting   TCP connect to one resolved address; on failure the next address is tried
+//   kConnecting   TCP connect to one resolved address, then to the next one after a failure
 //   kHandshaking  TLS handshake through TlsSession
-//   kIdle         connected, no request; parked in the pool or just handed to a listener
-//   kAwaitingHead request sent, response head not complete; response timeout applies
-//   kReadingBody  head delivered; body stall timeout applies
-//   kClosing      uv_close was called; the object is freed in the TCP handle's close callback
+//   kIdle         connected without a request, parked in the pool or just handed out
+//   kAwaitingHead request sent, head not complete, response timeout running
+//   kReadingBody  head delivered, body stall timeout running
+//   kClosing      uv_close called, object freed in the TCP handle's close callback
 //
 // The socket is read in every state after connect, also while idle, so that a connection the
 // server closed is noticed and dropped from the pool. Events go to the current
-// ConnectionListener. A listener may close the connection from inside any of its callbacks:
-// the object stays valid until the close callback, and the connection checks its state after
-// each listener call.
+// ConnectionListener. A listener may close the connection from inside any of its callbacks,
+// because the object stays valid until the close callback and the connection checks its state
+// after each listener call.
 #pragma once
 
 #include <llhttp.h>
@@ -102,16 +102,16 @@ class UpstreamConnection {
 
   // Writes `request_head` (a complete request without body). Precondition: isIdle().
   // `listener` receives the response events or onConnectionFailed, never before
-  // sendRequest() returns. For a HEAD request the response has no body whatever its headers
-  // say (RFC 9110 section 9.3.2).
+  // sendRequest() returns. For a HEAD request the response has no body, even with a
+  // Content-Length (RFC 9110 section 9.3.2).
   void sendRequest(std::string request_head, bool is_head_request, ConnectionListener* listener);
 
   // Starts the idle timeout; called by the pool when it parks the connection.
   void startIdleTimer();
 
-  // Closes the connection. `self` is this connection's owning pointer; it is destroyed in the
-  // close callback of the TCP handle, so the object stays valid until the loop has moved on.
-  // Later calls do nothing.
+  // Closes the connection. `self` is this connection's owning pointer, which is destroyed in the
+  // close callback of the TCP handle. The object therefore stays valid until the current libuv
+  // callback has returned. Called at most once, by the pool.
   void close(std::unique_ptr<UpstreamConnection> self);
 
   bool isIdle() const { return state_ == State::kIdle; }

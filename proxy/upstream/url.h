@@ -1,5 +1,5 @@
 // Absolute http and https URLs as the upstream client uses them: where to connect, what to put
-// in the request line, and how a redirect's Location resolves against the request it answers.
+// in the request line, and how a redirect's Location resolves against the URL that returned it.
 #pragma once
 
 #include <cstdint>

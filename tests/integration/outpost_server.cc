@@ -28,7 +28,8 @@ Expected<std::unique_ptr<OutpostServer>> OutpostServer::start(OutpostOptions opt
   OUTPOST_ASSIGN_OR_RETURN(TempDir dir, TempDir::create("outpost"));
   auto server = std::make_unique<OutpostServer>(PrivateTag(), std::move(options), std::move(dir));
   server->config_path_ = server->dir_.file("outpost.yaml");
-  server->data_dir_ = server->dir_.file("data");
+  server->data_dir_ =
+      server->options_.data_dir.empty() ? server->dir_.file("data") : server->options_.data_dir;
   OUTPOST_ASSIGN_OR_RETURN(server->port_, freePort());
 
   const OutpostOptions& opts = server->options_;

@@ -37,6 +37,8 @@ struct OutpostOptions {
   std::string body_stall_timeout = "10s";
   int max_retries = 1;
   std::string log_level = "debug";
+  // Empty: a folder inside the server's temporary folder.
+  std::string data_dir;
 };
 
 class OutpostServer {

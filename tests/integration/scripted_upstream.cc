@@ -150,7 +150,25 @@ void ScriptedUpstream::handleConnection(int fd) {
   if (fault == UpstreamFault::kCutMidBody) {
     body.resize(body.size() / 2);
   }
-  sendAll(fd, response + body);
+  if (!sendAll(fd, response)) {
+    return;
+  }
+  sendBody(fd, body, fault == UpstreamFault::kSlowBody);
+}
+
+void ScriptedUpstream::sendBody(int fd, std::string_view body, bool is_slow) {
+  constexpr size_t kPieceBytes = 64 * 1024;
+  while (!body.empty()) {
+    std::string_view piece = body.substr(0, is_slow ? kPieceBytes : body.size());
+    if (!sendAll(fd, piece)) {
+      return;
+    }
+    body_bytes_sent_.fetch_add(piece.size());
+    body.remove_prefix(piece.size());
+    if (is_slow) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
 }
 
 }  // namespace outpost::integration

@@ -24,6 +24,7 @@ enum class UpstreamFault {
   kStatus503,     // 503 with a small error body
   kStatus429,     // 429 with Retry-After: 2
   kNotFound,      // 404
+  kSlowBody,      // 200 with the whole body, sent in 64 KiB pieces 10 ms apart
 };
 
 class ScriptedUpstream {
@@ -43,6 +44,8 @@ class ScriptedUpstream {
   void setFault(UpstreamFault fault) { fault_.store(fault); }
   // Requests received for `path` (any method).
   size_t requestCount(const std::string& path) const;
+  // Body bytes written to sockets so far, over all requests.
+  uint64_t bodyBytesSent() const { return body_bytes_sent_.load(); }
 
  private:
   struct Resource {
@@ -51,11 +54,13 @@ class ScriptedUpstream {
   };
   void serve();
   void handleConnection(int fd);
+  void sendBody(int fd, std::string_view body, bool is_slow);
 
   UniqueFd listen_fd_;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<UpstreamFault> fault_{UpstreamFault::kNone};
+  std::atomic<uint64_t> body_bytes_sent_{0};
   std::thread thread_;
   mutable std::mutex mutex_;
   std::map<std::string, Resource> resources_;   // guarded by mutex_

@@ -176,8 +176,8 @@ TEST_F(UpstreamClientTest, ConnectionCloseIsNotReused) {
 }
 
 TEST_F(UpstreamClientTest, ClosedPooledConnectionIsRetriedOnce) {
-  // The server reads the second request on the first connection and closes it without an
-  // answer, as a server does when its idle timeout races with a new request.
+  // The server reads the second request on the first connection and closes it without a
+  // response, as a server does when its idle timeout races with a new request.
   FakeUpstream upstream([](const SeenRequest& request) {
     if (request.connection_index == 0 && request.target == "/v2/second") {
       FakeReply answer;
@@ -230,6 +230,22 @@ TEST_F(UpstreamClientTest, ConnectionLimitQueuesRequests) {
     EXPECT_EQ(handlers[i]->body, "/v2/" + std::to_string(i));
   }
   EXPECT_EQ(upstream.acceptedConnections(), 1);
+  closeClient(client);
+}
+
+TEST_F(UpstreamClientTest, IdleConnectionIsClosed) {
+  FakeUpstream upstream([](const SeenRequest&) { return reply(200, {}, "x"); });
+  UpstreamOptions options = fastOptions(upstream.baseUrl());
+  options.idle_connection_timeout_ms = 50;
+  UpstreamClient& client = makeClient(options);
+
+  auto first = fetch(client, get("/v2/"));
+  ASSERT_TRUE(runUntil([&] { return upstream.closedConnections() == 1; }))
+      << "the idle connection was not closed";
+  auto second = fetch(client, get("/v2/"));
+
+  EXPECT_TRUE(second->status.isOk()) << second->status.toString();
+  EXPECT_EQ(upstream.acceptedConnections(), 2);
   closeClient(client);
 }
 
@@ -796,6 +812,23 @@ TEST_F(UpstreamClientTest, MalformedResponseFails) {
   closeClient(client);
 }
 
+TEST_F(UpstreamClientTest, OversizedResponseHeadFails) {
+  FakeUpstream upstream([](const SeenRequest&) {
+    return reply(200, {{"X-Padding", std::string(70 * 1024, 'p')}}, "x");
+  });
+  UpstreamOptions options = fastOptions(upstream.baseUrl());
+  options.max_retries = 0;
+  UpstreamClient& client = makeClient(options);
+
+  auto handler = fetch(client, get("/v2/"));
+
+  EXPECT_EQ(handler->head_count, 0);
+  EXPECT_EQ(handler->status.code(), StatusCode::kUnavailable) << handler->status.toString();
+  EXPECT_NE(handler->status.message().find("exceeds 65536 bytes"), std::string_view::npos)
+      << handler->status.toString();
+  closeClient(client);
+}
+
 TEST_F(UpstreamClientTest, CancelMidBodyStopsCallbacks) {
   FakeUpstream upstream([](const SeenRequest&) {
     FakeReply answer;
@@ -980,6 +1013,22 @@ TEST_F(UpstreamClientTest, CloseFreesPooledConnections) {
 
   EXPECT_TRUE(runUntil([&] { return upstream.closedConnections() == 1; }))
       << "the pooled connection was not closed";
+  // TearDown checks that uv_loop_close returns 0.
+}
+
+TEST_F(UpstreamClientTest, ClientDestroyedInsideOnClosed) {
+  FakeUpstream upstream([](const SeenRequest&) { return reply(200, {}, "x"); });
+  auto client = std::make_unique<UpstreamClient>(&loop_, fastOptions(upstream.baseUrl()));
+
+  auto handler = fetch(*client, get("/v2/"));
+  ASSERT_TRUE(handler->status.isOk()) << handler->status.toString();
+  bool is_destroyed = false;
+  client->close([&] {
+    client.reset();
+    is_destroyed = true;
+  });
+
+  EXPECT_TRUE(runUntil([&] { return is_destroyed; }));
   // TearDown checks that uv_loop_close returns 0.
 }
 

@@ -460,7 +460,7 @@ class UpstreamLoopTest : public ::testing::Test {
     EXPECT_EQ(uv_loop_close(&loop_), 0) << "a libuv handle or request was left open";
   }
 
-  // Runs the loop until `condition` holds or `timeout` passes; returns the condition.
+  // Runs the loop until `condition` is true or `timeout` passes. Returns the condition.
   bool runUntil(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
