@@ -1,11 +1,16 @@
 #include "proxy/registry_service.h"
 
 #include "base/log.h"
+#include "proxy/blocking_work.h"
 #include "proxy/grammar.h"
 #include "proxy/registry_error.h"
 
 namespace outpost::proxy {
 namespace {
+
+// How often recorded blob access times are written to the index. A crash loses at most this
+// much access history, which only affects eviction order.
+constexpr uint64_t kAccessFlushIntervalMs = 10'000;
 
 constexpr std::string_view kApiVersionHeader = "Docker-Distribution-API-Version";
 constexpr std::string_view kApiVersion = "registry/2.0";
@@ -39,20 +44,53 @@ void RegistryService::startLoop(EventLoop& loop) {
   for (auto& remote : remotes_) {
     remote->startLoop(loop);
   }
+  if (loop.index() == 0) {
+    uv_timer_init(loop.uv(), &access_flush_timer_);
+    access_flush_timer_.data = this;
+    is_flush_timer_running_ = true;
+    uv_timer_start(
+        &access_flush_timer_,
+        [](uv_timer_t* timer) {
+          auto* self = static_cast<RegistryService*>(timer->data);
+          storage::Index* index = &self->index_;
+          runBlocking(
+              timer->loop,
+              [index] {
+                if (Status status = index->flushAccessTimes(); !status.isOk()) {
+                  log::storage().warn("access times not written error=\"{}\"",
+                                      status.toString());
+                }
+              },
+              [] {});
+        },
+        kAccessFlushIntervalMs, kAccessFlushIntervalMs);
+  }
 }
 
 void RegistryService::stopLoop(EventLoop& loop, std::function<void()> on_closed) {
-  auto remaining = std::make_shared<size_t>(remotes_.size());
+  // One more for the flush timer on the first loop.
+  bool closes_timer = loop.index() == 0 && is_flush_timer_running_;
+  auto remaining = std::make_shared<size_t>(remotes_.size() + (closes_timer ? 1 : 0));
+  auto one_closed = [remaining, on_closed] {
+    if (--*remaining == 0) {
+      on_closed();
+    }
+  };
   if (*remaining == 0) {
     on_closed();
     return;
   }
-  for (auto& remote : remotes_) {
-    remote->stopLoop(loop, [remaining, on_closed] {
-      if (--*remaining == 0) {
-        on_closed();
-      }
+  if (closes_timer) {
+    is_flush_timer_running_ = false;
+    access_flush_timer_.data = new std::function<void()>(one_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&access_flush_timer_), [](uv_handle_t* handle) {
+      std::unique_ptr<std::function<void()>> done(
+          static_cast<std::function<void()>*>(handle->data));
+      (*done)();
     });
+  }
+  for (auto& remote : remotes_) {
+    remote->stopLoop(loop, one_closed);
   }
 }
 

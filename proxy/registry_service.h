@@ -2,6 +2,8 @@
 // repository (RepositoryRouter) and answers the operational endpoints (/healthz, /metrics).
 #pragma once
 
+#include <uv.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +60,9 @@ class RegistryService {
   RepositoryRouter router_;
   std::vector<std::unique_ptr<RemoteRepository>> remotes_;  // in the order of Config::remotes
   const ServerCounters* server_counters_ = nullptr;
+  // On the first loop: writes the blobs' access times to the index in batches.
+  uv_timer_t access_flush_timer_{};
+  bool is_flush_timer_running_ = false;
 };
 
 }  // namespace outpost::proxy

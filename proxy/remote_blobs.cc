@@ -314,7 +314,7 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
   if (joined->is_new) {
     exchange->setOutcome(CacheOutcome::kMiss);
     context_.metrics->fills_started.fetch_add(1, std::memory_order_relaxed);
-    startBlobDownload(exchange->loop(), name, joined->fill);
+    startBlobDownload(exchange->loop(), name, joined->fill, exchange->requestId());
   } else {
     exchange->setOutcome(CacheOutcome::kFillJoined);
     context_.metrics->fills_joined.fetch_add(1, std::memory_order_relaxed);
@@ -345,7 +345,9 @@ void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>
   }
   exchange->setOutcome(CacheOutcome::kMiss);
   EventLoop& loop = exchange->loop();
-  fetchBuffered(client(loop), makeRequest("HEAD", "/v2/" + name + "/blobs/" + digest.str()),
+  fetchBuffered(client(loop),
+                makeRequest("HEAD", "/v2/" + name + "/blobs/" + digest.str(),
+                            exchange->requestId()),
                 0, [this, exchange, digest](FetchResult result) {
                   recordUpstreamOutcome(result.transport);
                   if (!exchange->isOpen()) {
@@ -371,9 +373,11 @@ void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>
 }
 
 void RemoteRepository::startBlobDownload(EventLoop& loop, const std::string& name,
-                                         const std::shared_ptr<cache::BlobFill>& fill) {
+                                         const std::shared_ptr<cache::BlobFill>& fill,
+                                         std::string_view request_id) {
   auto* download = new BlobDownload(*this, loop, fill);
-  download->start(makeRequest("GET", "/v2/" + name + "/blobs/" + fill->digest().str()));
+  download->start(
+      makeRequest("GET", "/v2/" + name + "/blobs/" + fill->digest().str(), request_id));
 }
 
 }  // namespace outpost::proxy

@@ -20,6 +20,8 @@ constexpr uint64_t kMaxManifestBytes = 4 * 1024 * 1024;
 constexpr uint64_t kMaxTagListBytes = 16 * 1024 * 1024;
 // How long an upstream tag list is reused for further pages and repeated requests.
 constexpr int64_t kTagListCacheMs = 30 * 1000;
+// Tag lists kept at once; past it, expired ones are dropped and new ones are not kept.
+constexpr size_t kMaxCachedTagLists = 1024;
 // Connection failures in a row after which a remote counts as down for down_backoff_ms.
 constexpr int kFailuresBeforeDown = 3;
 
@@ -110,10 +112,12 @@ void RemoteRepository::stopLoop(EventLoop& loop, std::function<void()> on_closed
 
 UpstreamClient& RemoteRepository::client(EventLoop& loop) { return *clients_[loop.index()]; }
 
-UpstreamRequest RemoteRepository::makeRequest(std::string method, std::string path) const {
+UpstreamRequest RemoteRepository::makeRequest(std::string method, std::string path,
+                                              std::string_view request_id) const {
   UpstreamRequest request;
   request.method = std::move(method);
   request.path_and_query = std::move(path);
+  request.request_id.assign(request_id);
   counters_.upstream_requests.fetch_add(1, std::memory_order_relaxed);
   return request;
 }
@@ -320,7 +324,8 @@ void RemoteRepository::fetchManifest(const std::shared_ptr<Exchange>& exchange,
     manifest_flights_.complete(key, result);
     return;
   }
-  UpstreamRequest request = makeRequest("GET", "/v2/" + name + "/manifests/" + reference);
+  UpstreamRequest request =
+      makeRequest("GET", "/v2/" + name + "/manifests/" + reference, exchange->requestId());
   if (!accept_joined.empty()) {
     request.headers.emplace_back("Accept", accept_joined);
   }
@@ -460,12 +465,14 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
   // HEAD does not count against Docker Hub's pull limit; the manifest is fetched only when the
   // digest moved.
   EventLoop& loop = exchange->loop();
-  UpstreamRequest request = makeRequest("HEAD", "/v2/" + name + "/manifests/" + tag);
+  UpstreamRequest request =
+      makeRequest("HEAD", "/v2/" + name + "/manifests/" + tag, exchange->requestId());
   request.headers.emplace_back("Accept", allManifestTypes());
   request.deadline_ms = context_.upstream.revalidate_timeout_ms;
   fetchBuffered(
       client(loop), std::move(request), 0,
-      [this, key, name, tag, cached, &loop](FetchResult head) {
+      [this, key, name, tag, cached, &loop,
+       request_id = exchange->requestId()](FetchResult head) {
         recordUpstreamOutcome(head.transport);
         std::string_view upstream_digest = head.header("Docker-Content-Digest");
         if (head.transport.isOk() && head.status == 200 && upstream_digest == cached.digest) {
@@ -494,7 +501,7 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
           return;
         }
         // The tag moved: fetch its manifest with every type accepted and store it as the tag.
-        UpstreamRequest get = makeRequest("GET", "/v2/" + name + "/manifests/" + tag);
+        UpstreamRequest get = makeRequest("GET", "/v2/" + name + "/manifests/" + tag, request_id);
         get.headers.emplace_back("Accept", allManifestTypes());
         log::proxy().info("tag moved upstream remote={} name={} tag={} old={} new={}",
                           config_.name, name, tag, cached.digest, upstream_digest);
@@ -583,7 +590,8 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
   EventLoop& loop = exchange->loop();
   exchange->setOutcome(CacheOutcome::kMiss);
   fetchBuffered(
-      client(loop), makeRequest("GET", "/v2/" + name + "/tags/list"), kMaxTagListBytes,
+      client(loop), makeRequest("GET", "/v2/" + name + "/tags/list", exchange->requestId()),
+      kMaxTagListBytes,
       [this, exchange, name, cache_key, respond, from_index](FetchResult result) {
         recordUpstreamOutcome(result.transport);
         if (!exchange->isOpen()) {
@@ -614,7 +622,15 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
         tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
         {
           std::lock_guard lock(tag_lists_mutex_);
-          tag_lists_[cache_key] = TagListCacheEntry{context_.clock->nowMs(), tags};
+          int64_t now_ms = context_.clock->nowMs();
+          if (tag_lists_.size() >= kMaxCachedTagLists) {
+            std::erase_if(tag_lists_, [now_ms](const auto& entry) {
+              return now_ms - entry.second.fetched_ms >= kTagListCacheMs;
+            });
+          }
+          if (tag_lists_.size() < kMaxCachedTagLists) {
+            tag_lists_[cache_key] = TagListCacheEntry{now_ms, tags};
+          }
         }
         respond(std::move(tags));
       });

@@ -75,7 +75,9 @@ class RemoteRepository {
   };
 
   UpstreamClient& client(EventLoop& loop);
-  UpstreamRequest makeRequest(std::string method, std::string path) const;
+  // Builds an upstream request and counts it; `request_id` is the client request it serves.
+  UpstreamRequest makeRequest(std::string method, std::string path,
+                              std::string_view request_id) const;
 
   // Manifests.
   void serveManifestByDigest(const std::shared_ptr<Exchange>& exchange, const std::string& name,
@@ -100,7 +102,8 @@ class RemoteRepository {
   void serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange,
                                  const std::string& name, const Digest& digest);
   void startBlobDownload(EventLoop& loop, const std::string& name,
-                         const std::shared_ptr<cache::BlobFill>& fill);
+                         const std::shared_ptr<cache::BlobFill>& fill,
+                         std::string_view request_id);
 
   // Upstream health and failures.
   bool isMarkedDown() const;
