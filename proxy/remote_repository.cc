@@ -22,6 +22,8 @@ constexpr uint64_t kMaxTagListBytes = 16 * 1024 * 1024;
 constexpr int64_t kTagListCacheMs = 30 * 1000;
 // Tag lists kept at once; past it, expired ones are dropped and new ones are not kept.
 constexpr size_t kMaxCachedTagLists = 1024;
+// Pages of an upstream tag list followed at most (Docker Hub pages hold 100 tags or so).
+constexpr int kMaxTagListPages = 100;
 // Connection failures in a row after which a remote counts as down for down_backoff_ms.
 constexpr int kFailuresBeforeDown = 3;
 
@@ -47,6 +49,37 @@ bool isServable(const AcceptList& accept, std::string_view media_type) {
 // narrower client may get one platform's manifest in its place.
 bool acceptsEveryIndexType(const AcceptList& accept) {
   return accept.acceptsExplicitly(kOciImageIndex) && accept.acceptsExplicitly(kDockerManifestList);
+}
+
+// Returns the target of the rel="next" entry of a Link header (RFC 8288) when it points at the
+// upstream itself: a path, or an absolute URL under `base_url`. Registries paginate tag lists
+// this way, for example `</v2/library/alpine/tags/list?last=3.19&n=100>; rel="next"`.
+std::optional<std::string> nextPagePath(std::string_view link, std::string_view base_url) {
+  while (!link.empty()) {
+    size_t open = link.find('<');
+    size_t close = link.find('>', open == std::string_view::npos ? 0 : open);
+    if (open == std::string_view::npos || close == std::string_view::npos) {
+      return std::nullopt;
+    }
+    std::string_view target = link.substr(open + 1, close - open - 1);
+    size_t next_entry = link.find('<', close);
+    std::string_view params = link.substr(close + 1, next_entry == std::string_view::npos
+                                                         ? std::string_view::npos
+                                                         : next_entry - close - 1);
+    bool is_next = params.find("rel=\"next\"") != std::string_view::npos ||
+                   params.find("rel=next") != std::string_view::npos;
+    if (is_next) {
+      if (target.starts_with('/')) {
+        return std::string(target);
+      }
+      if (target.starts_with(base_url) && target.substr(base_url.size()).starts_with('/')) {
+        return std::string(target.substr(base_url.size()));
+      }
+      return std::nullopt;
+    }
+    link = next_entry == std::string_view::npos ? std::string_view() : link.substr(next_entry);
+  }
+  return std::nullopt;
 }
 
 std::string allManifestTypes() {
@@ -514,6 +547,45 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
 
 // ----- Tag lists --------------------------------------------------------------------------
 
+void RemoteRepository::fetchTagPages(EventLoop& loop, std::string path, std::string request_id,
+                                     std::shared_ptr<TagPages> pages,
+                                     std::function<void(Status)> done) {
+  fetchBuffered(
+      client(loop), makeRequest("GET", std::move(path), request_id), kMaxTagListBytes,
+      [this, &loop, request_id, pages, done = std::move(done)](FetchResult result) mutable {
+        recordUpstreamOutcome(result.transport);
+        if (!result.transport.isOk() || result.status != 200) {
+          done(statusFromUpstream(result));
+          return;
+        }
+        nlohmann::json parsed = nlohmann::json::parse(result.body, nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_object()) {
+          done(corruption("upstream tag list is not a JSON object"));
+          return;
+        }
+        if (auto found = parsed.find("tags"); found != parsed.end() && found->is_array()) {
+          for (const auto& tag : *found) {
+            if (tag.is_string() && isValidTag(tag.get<std::string>())) {
+              pages->tags.push_back(tag.get<std::string>());
+            }
+          }
+        }
+        ++pages->count;
+        std::optional<std::string> next = nextPagePath(result.header("Link"), config_.url);
+        if (!next) {
+          done(Status::ok());
+          return;
+        }
+        if (pages->count >= kMaxTagListPages) {
+          log::proxy().warn("upstream tag list truncated req={} remote={} pages={}", request_id,
+                            config_.name, pages->count);
+          done(Status::ok());
+          return;
+        }
+        fetchTagPages(loop, std::move(*next), request_id, pages, std::move(done));
+      });
+}
+
 void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, std::string name,
                                     std::string display_name) {
   const HttpRequest& request = exchange->request();
@@ -585,39 +657,24 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
     return;
   }
 
-  // NOTE: only the upstream's first page is read; an upstream that paginates its tag list
-  // (Docker Hub does past its page size) shows only that page here.
   EventLoop& loop = exchange->loop();
   exchange->setOutcome(CacheOutcome::kMiss);
-  fetchBuffered(
-      client(loop), makeRequest("GET", "/v2/" + name + "/tags/list", exchange->requestId()),
-      kMaxTagListBytes,
-      [this, exchange, name, cache_key, respond, from_index](FetchResult result) {
-        recordUpstreamOutcome(result.transport);
+  auto pages = std::make_shared<TagPages>();
+  fetchTagPages(
+      loop, "/v2/" + name + "/tags/list", exchange->requestId(), pages,
+      [this, exchange, pages, cache_key, respond, from_index](Status status) {
         if (!exchange->isOpen()) {
           return;
         }
-        if (result.transport.isOk() && result.status == 404) {
-          respondUpstreamFailure(*exchange, statusFromUpstream(result), error_code::kNameUnknown);
+        if (status.code() == StatusCode::kNotFound) {
+          respondUpstreamFailure(*exchange, status, error_code::kNameUnknown);
           return;
         }
-        if (!result.transport.isOk() || result.status != 200) {
-          from_index(statusFromUpstream(result));
+        if (!status.isOk()) {
+          from_index(status);
           return;
         }
-        std::vector<std::string> tags;
-        nlohmann::json parsed = nlohmann::json::parse(result.body, nullptr, false);
-        if (parsed.is_discarded() || !parsed.is_object()) {
-          from_index(corruption("upstream tag list is not a JSON object"));
-          return;
-        }
-        if (auto found = parsed.find("tags"); found != parsed.end() && found->is_array()) {
-          for (const auto& tag : *found) {
-            if (tag.is_string() && isValidTag(tag.get<std::string>())) {
-              tags.push_back(tag.get<std::string>());
-            }
-          }
-        }
+        std::vector<std::string> tags = std::move(pages->tags);
         std::sort(tags.begin(), tags.end());
         tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
         {

@@ -69,6 +69,10 @@ class RemoteRepository {
 
  private:
   struct ManifestResult;
+  struct TagPages {
+    std::vector<std::string> tags;
+    int count = 0;
+  };
   struct TagListCacheEntry {
     int64_t fetched_ms = 0;
     std::vector<std::string> tags;
@@ -95,6 +99,11 @@ class RemoteRepository {
                        std::string_view body);
   void respondManifestResult(const std::shared_ptr<Exchange>& exchange,
                              const ManifestResult& result);
+
+  // Fetches an upstream tag list, following its rel="next" pages, into `pages`; `done` gets
+  // OK, or the failure of the first page that failed.
+  void fetchTagPages(EventLoop& loop, std::string path, std::string request_id,
+                     std::shared_ptr<TagPages> pages, std::function<void(Status)> done);
 
   // Blobs.
   void serveBlobFile(const std::shared_ptr<Exchange>& exchange, const Digest& digest,

@@ -194,6 +194,21 @@ TEST_F(RequestValidationTest, PaginatesSortedTagList) {
   EXPECT_EQ(upstream_.requestCount("/v2/team/app/tags/list"), 1u);
 }
 
+TEST_F(RequestValidationTest, FollowsUpstreamTagListPages) {
+  upstream_.setResource("/v2/team/paged/tags/list", R"({"name":"team/paged","tags":["b","a"]})",
+                        "application/json",
+                        "Link: </v2/team/paged/tags/list?last=b&n=2>; rel=\"next\"\r\n");
+  upstream_.setResource("/v2/team/paged/tags/list?last=b&n=2",
+                        R"({"name":"team/paged","tags":["d","c"]})", "application/json",
+                        "Link: <" + upstream_.url() +
+                            "/v2/team/paged/tags/list?last=d&n=2>; rel=\"next\"\r\n");
+  upstream_.setResource("/v2/team/paged/tags/list?last=d&n=2",
+                        R"({"name":"team/paged","tags":["e"]})", "application/json");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult all, send("GET", "/v2/upstream/team/paged/tags/list"));
+  EXPECT_EQ(all.status, 200);
+  EXPECT_EQ(all.body, R"({"name":"upstream/team/paged","tags":["a","b","c","d","e"]})");
+}
+
 TEST_F(RequestValidationTest, AnswersBaseHealthAndMetrics) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult base, send("GET", "/v2/"));
   EXPECT_EQ(base.status, 200);

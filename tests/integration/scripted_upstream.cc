@@ -58,10 +58,11 @@ Status ScriptedUpstream::start() {
   return Status::ok();
 }
 
-void ScriptedUpstream::setResource(const std::string& path, std::string body,
-                                   std::string content_type) {
+void ScriptedUpstream::setResource(const std::string& target, std::string body,
+                                   std::string content_type, std::string extra_headers) {
   std::lock_guard lock(mutex_);
-  resources_[path] = Resource{std::move(body), std::move(content_type)};
+  resources_[target] =
+      Resource{std::move(body), std::move(content_type), std::move(extra_headers)};
 }
 
 size_t ScriptedUpstream::requestCount(const std::string& path) const {
@@ -109,7 +110,11 @@ void ScriptedUpstream::handleConnection(int fd) {
   {
     std::lock_guard lock(mutex_);
     ++request_counts_[path];
-    if (auto it = resources_.find(path); it != resources_.end()) {
+    auto it = resources_.find(target);
+    if (it == resources_.end()) {
+      it = resources_.find(path);
+    }
+    if (it != resources_.end()) {
       resource = it->second;
       found = true;
     }
@@ -138,7 +143,8 @@ void ScriptedUpstream::handleConnection(int fd) {
     return;
   }
 
-  std::string response = head(200, "OK", resource.content_type, resource.body.size());
+  std::string response =
+      head(200, "OK", resource.content_type, resource.body.size(), resource.extra_headers);
   if (method == "HEAD") {
     sendAll(fd, response);
     return;

@@ -37,9 +37,12 @@ class ScriptedUpstream {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string hostPort() const { return "127.0.0.1:" + std::to_string(port_); }
 
-  // Serves `body` at `path` (for example "/v2/team/app/blobs/sha256:..."), with `content_type`.
-  void setResource(const std::string& path, std::string body,
-                   std::string content_type = "application/octet-stream");
+  // Serves `body` at `target` (for example "/v2/team/app/blobs/sha256:..."), with
+  // `content_type` and `extra_headers` (each line ending in CRLF). A target with a query is
+  // matched whole; otherwise the request's path decides.
+  void setResource(const std::string& target, std::string body,
+                   std::string content_type = "application/octet-stream",
+                   std::string extra_headers = "");
   // Applies `fault` to every request from now on.
   void setFault(UpstreamFault fault) { fault_.store(fault); }
   // Requests received for `path` (any method).
@@ -51,6 +54,7 @@ class ScriptedUpstream {
   struct Resource {
     std::string body;
     std::string content_type;
+    std::string extra_headers;
   };
   void serve();
   void handleConnection(int fd);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -67,6 +68,12 @@ class Client {
       data.append(buffer, static_cast<size_t>(received));
     }
     return data;
+  }
+
+  // Returns true when bytes arrive within `timeout_ms`.
+  bool hasDataWithin(int timeout_ms) {
+    pollfd poll_fd{fd_.get(), POLLIN, 0};
+    return ::poll(&poll_fd, 1, timeout_ms) > 0;
   }
 
   // Returns true when the server closed the connection (recv returns 0) within the timeout.
@@ -305,6 +312,47 @@ TEST_F(HttpServerTest, AnswersSlowHeadersWith408) {
   client.send("GET / HTTP/1.1\r\nHost: x\r\n");
   std::string response = client.readResponses(1);
   EXPECT_TRUE(response.starts_with("HTTP/1.1 408 ")) << response;
+}
+
+TEST_F(HttpServerTest, CapsOpenConnections) {
+  ServerOptions options;
+  options.max_connections = 1;
+  startServer(echoHandler, options);
+  auto first = std::make_unique<Client>(port());
+  first->send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(first->readResponses(1).ends_with("GET /first"));
+
+  // The second connection waits in the kernel's backlog while the first stays open.
+  Client second(port());
+  second.send("GET /second HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_FALSE(second.hasDataWithin(300));
+  first.reset();
+  EXPECT_TRUE(second.readResponses(1).ends_with("GET /second"));
+}
+
+TEST_F(HttpServerTest, ClosesConnectionWhenClientStopsReading) {
+  char path[] = "/tmp/outpost-http-test-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::unlink(path);
+  constexpr uint64_t kFileBytes = 64u << 20;
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(kFileBytes)), 0);
+  auto owner = std::make_shared<UniqueFd>(fd);
+
+  ServerOptions options;
+  options.send_timeout_ms = 200;
+  std::promise<void> aborted;
+  startServer(
+      [&, owner](const std::shared_ptr<Exchange>& exchange) {
+        exchange->setOnAbort([&] { aborted.set_value(); });
+        exchange->startResponse(ResponseHead(200), kFileBytes);
+        exchange->sendFile(owner, owner->get(), 0, kFileBytes, [exchange] { exchange->finish(); });
+      },
+      options);
+  Client client(port());
+  client.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The client never reads: the socket buffers fill, and the send timeout closes it.
+  EXPECT_EQ(aborted.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
 }
 
 TEST_F(HttpServerTest, FinishesRequestInFlightDuringShutdown) {
