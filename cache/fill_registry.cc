@@ -21,12 +21,12 @@ Expected<FillRegistry::Joined> FillRegistry::join(
   if (is_cached()) {
     return Joined{nullptr, false};
   }
-  Expected<std::shared_ptr<BlobFill>> made = make_fill();
-  if (!made) {
-    return made.status();
+  Expected<std::shared_ptr<BlobFill>> new_fill = make_fill();
+  if (!new_fill) {
+    return new_fill.status();
   }
-  shard.fills.emplace(digest, *made);
-  return Joined{std::move(*made), true};
+  shard.fills.emplace(digest, *new_fill);
+  return Joined{std::move(*new_fill), true};
 }
 
 std::shared_ptr<BlobFill> FillRegistry::find(const Digest& digest) {

@@ -3,43 +3,14 @@
 #include <limits>
 #include <optional>
 
+#include "base/ascii.h"
+
 namespace outpost::proxy {
 namespace {
 
 constexpr uint64_t kMaxUint64 = std::numeric_limits<uint64_t>::max();
 
-bool isOws(char c) { return c == ' ' || c == '\t'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
-
-std::string_view trimOws(std::string_view text) {
-  while (!text.empty() && isOws(text.front())) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && isOws(text.back())) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') {
-      x = static_cast<char>(x - 'A' + 'a');
-    }
-    if (y >= 'A' && y <= 'Z') {
-      y = static_cast<char>(y - 'A' + 'a');
-    }
-    if (x != y) {
-      return false;
-    }
-  }
-  return true;
-}
 
 // A decimal number from the header. `digits` keeps the text, without leading zeros, so that two
 // numbers too large for uint64_t can still be compared.

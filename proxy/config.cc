@@ -12,6 +12,7 @@
 #include <set>
 #include <system_error>
 
+#include "base/ascii.h"
 #include "base/unique_fd.h"
 #include "proxy/grammar.h"
 
@@ -44,16 +45,6 @@ Status invalidAt(std::string_view path, std::string_view problem) {
   message += ": ";
   message += problem;
   return invalidArgument(std::move(message));
-}
-
-std::string toLowerAscii(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) {
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c - 'A' + 'a');
-    }
-  }
-  return lower;
 }
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }

@@ -2,10 +2,10 @@
 
 #include <charconv>
 
+#include "base/ascii.h"
+
 namespace outpost::proxy {
 namespace {
-
-char toLowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -32,12 +32,6 @@ std::string percentDecode(std::string_view text) {
   return decoded;
 }
 
-std::string_view trimOws(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
 // Calls fn(name, raw_value) for each parameter of a query string, stopping when fn returns true.
 template <typename Fn>
 bool forEachQueryParam(std::string_view query, Fn&& fn) {
@@ -56,18 +50,6 @@ bool forEachQueryParam(std::string_view query, Fn&& fn) {
 }
 
 }  // namespace
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (toLowerAscii(a[i]) != toLowerAscii(b[i])) {
-      return false;
-    }
-  }
-  return true;
-}
 
 void HttpRequest::clear() {
   method_ = HttpMethod::kOther;

@@ -9,10 +9,9 @@
 #include <string_view>
 #include <vector>
 
-namespace outpost::proxy {
+#include "base/ascii.h"
 
-// Returns true when `a` and `b` are equal ignoring ASCII case.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+namespace outpost::proxy {
 
 enum class HttpMethod { kGet, kHead, kPost, kPut, kPatch, kDelete, kOptions, kOther };
 

@@ -1,7 +1,6 @@
 #include "proxy/http_server.h"
 
 #include <arpa/inet.h>
-#include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/sendfile.h>
@@ -14,6 +13,7 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "proxy/request_parser.h"
 
 namespace outpost::proxy {
 namespace {
@@ -42,19 +42,6 @@ bool isWellFormedRequestId(std::string_view id) {
     }
   }
   return true;
-}
-
-HttpMethod methodOf(llhttp_method_t method) {
-  switch (method) {
-    case HTTP_GET: return HttpMethod::kGet;
-    case HTTP_HEAD: return HttpMethod::kHead;
-    case HTTP_POST: return HttpMethod::kPost;
-    case HTTP_PUT: return HttpMethod::kPut;
-    case HTTP_PATCH: return HttpMethod::kPatch;
-    case HTTP_DELETE: return HttpMethod::kDelete;
-    case HTTP_OPTIONS: return HttpMethod::kOptions;
-    default: return HttpMethod::kOther;
-  }
 }
 
 // Makes request ids unique per process: a random prefix per loop and a counter.
@@ -163,14 +150,6 @@ class Connection {
   static void onTimer(uv_timer_t* handle);
   static void onHandleClosed(uv_handle_t* handle);
 
-  static int onMessageBegin(llhttp_t* parser);
-  static int onUrl(llhttp_t* parser, const char* at, size_t length);
-  static int onHeaderField(llhttp_t* parser, const char* at, size_t length);
-  static int onHeaderValue(llhttp_t* parser, const char* at, size_t length);
-  static int onHeadersComplete(llhttp_t* parser);
-  static int onBody(llhttp_t* parser, const char* at, size_t length);
-  static int onMessageComplete(llhttp_t* parser);
-
   void readAvailable();
   void processInput();
   void dispatch();
@@ -189,15 +168,11 @@ class Connection {
   State state_ = State::kReading;
   int poll_events_ = 0;
 
-  llhttp_t parser_;
   std::string input_;         // bytes read and not yet given to the parser
   HttpRequest request_;
+  RequestParser parser_;
   bool has_partial_request_ = false;
-  bool message_complete_ = false;
-  bool header_too_large_ = false;
-  bool body_too_large_ = false;
   bool peer_closed_ = false;
-  bool keep_alive_ = true;
 
   std::shared_ptr<Exchange> exchange_;
   bool exchange_finished_ = false;
@@ -307,22 +282,10 @@ void Exchange::detach() {
 
 // ----- Connection -----------------------------------------------------------------------
 
-Connection::Connection(LoopServer* owner, int fd) : owner_(owner), fd_(fd) {
-  static const llhttp_settings_t kSettings = [] {
-    llhttp_settings_t settings;
-    llhttp_settings_init(&settings);
-    settings.on_message_begin = &Connection::onMessageBegin;
-    settings.on_url = &Connection::onUrl;
-    settings.on_header_field = &Connection::onHeaderField;
-    settings.on_header_value = &Connection::onHeaderValue;
-    settings.on_headers_complete = &Connection::onHeadersComplete;
-    settings.on_body = &Connection::onBody;
-    settings.on_message_complete = &Connection::onMessageComplete;
-    return settings;
-  }();
-  llhttp_init(&parser_, HTTP_REQUEST, &kSettings);
-  parser_.data = this;
-}
+Connection::Connection(LoopServer* owner, int fd)
+    : owner_(owner),
+      fd_(fd),
+      parser_(&request_, owner->options().max_header_bytes, owner->options().max_body_bytes) {}
 
 void Connection::start() {
   uv_loop_t* loop = owner_->loop().uv();
@@ -437,27 +400,14 @@ void Connection::processInput() {
       has_partial_request_ = true;
       armTimer(owner_->options().header_timeout_ms);
     }
-    llhttp_errno_t error = llhttp_execute(&parser_, input_.data(), input_.size());
-    size_t consumed = input_.size();
-    if (error == HPE_PAUSED) {
-      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input_.data());
-      llhttp_resume(&parser_);
-    }
+    size_t consumed = 0;
+    RequestParser::Result result = parser_.parse(input_, &consumed);
     input_.erase(0, consumed);
-
-    if (header_too_large_) {
-      rejectRequest(431, "request line and headers are too large");
+    if (result == RequestParser::Result::kError) {
+      rejectRequest(parser_.errorStatus(), parser_.errorReason());
       return;
     }
-    if (body_too_large_) {
-      rejectRequest(413, "request body is too large");
-      return;
-    }
-    if (error != HPE_OK && error != HPE_PAUSED) {
-      rejectRequest(400, llhttp_errno_name(error));
-      return;
-    }
-    if (!message_complete_) {
+    if (result == RequestParser::Result::kNeedMore) {
       return;  // wait for more bytes
     }
     dispatch();
@@ -465,7 +415,6 @@ void Connection::processInput() {
 }
 
 void Connection::dispatch() {
-  message_complete_ = false;
   has_partial_request_ = false;
   state_ = State::kHandling;
   uv_timer_stop(&timer_);
@@ -673,74 +622,6 @@ void Connection::onHandleClosed(uv_handle_t* handle) {
   ::close(self->fd_);
   self->owner_->onConnectionClosed(self);
   delete self;
-}
-
-// ----- llhttp callbacks ----------------------------------------------------------------
-
-int Connection::onMessageBegin(llhttp_t* parser) {
-  auto* self = static_cast<Connection*>(parser->data);
-  self->request_.clear();
-  return HPE_OK;
-}
-
-int Connection::onUrl(llhttp_t* parser, const char* at, size_t length) {
-  auto* self = static_cast<Connection*>(parser->data);
-  self->request_.appendTarget(std::string_view(at, length));
-  if (self->request_.headerBytes() > self->owner_->options().max_header_bytes) {
-    self->header_too_large_ = true;
-    return HPE_USER;
-  }
-  return HPE_OK;
-}
-
-int Connection::onHeaderField(llhttp_t* parser, const char* at, size_t length) {
-  auto* self = static_cast<Connection*>(parser->data);
-  self->request_.appendHeaderName(std::string_view(at, length));
-  if (self->request_.headerBytes() > self->owner_->options().max_header_bytes) {
-    self->header_too_large_ = true;
-    return HPE_USER;
-  }
-  return HPE_OK;
-}
-
-int Connection::onHeaderValue(llhttp_t* parser, const char* at, size_t length) {
-  auto* self = static_cast<Connection*>(parser->data);
-  self->request_.appendHeaderValue(std::string_view(at, length));
-  if (self->request_.headerBytes() > self->owner_->options().max_header_bytes) {
-    self->header_too_large_ = true;
-    return HPE_USER;
-  }
-  return HPE_OK;
-}
-
-int Connection::onHeadersComplete(llhttp_t* parser) {
-  auto* self = static_cast<Connection*>(parser->data);
-  auto method = static_cast<llhttp_method_t>(llhttp_get_method(parser));
-  self->request_.setMethod(methodOf(method), llhttp_method_name(method));
-  self->request_.setKeepAlive(llhttp_should_keep_alive(parser) != 0);
-  if (parser->content_length > self->owner_->options().max_body_bytes &&
-      (parser->flags & F_CONTENT_LENGTH)) {
-    self->body_too_large_ = true;
-    return HPE_USER;
-  }
-  return HPE_OK;
-}
-
-int Connection::onBody(llhttp_t* parser, const char* at, size_t length) {
-  auto* self = static_cast<Connection*>(parser->data);
-  if (self->request_.body().size() + length > self->owner_->options().max_body_bytes) {
-    self->body_too_large_ = true;
-    return HPE_USER;
-  }
-  self->request_.appendBody(std::string_view(at, length));
-  return HPE_OK;
-}
-
-int Connection::onMessageComplete(llhttp_t* parser) {
-  auto* self = static_cast<Connection*>(parser->data);
-  self->message_complete_ = true;
-  // Stop after one request so that pipelined ones wait until this one is answered.
-  return HPE_PAUSED;
 }
 
 // ----- LoopServer -------------------------------------------------------------------------

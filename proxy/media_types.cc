@@ -3,30 +3,10 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "base/ascii.h"
+
 namespace outpost::proxy {
 namespace {
-
-bool isOws(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trimOws(std::string_view text) {
-  while (!text.empty() && isOws(text.front())) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && isOws(text.back())) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
-
-std::string toLowerAscii(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) {
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c - 'A' + 'a');
-    }
-  }
-  return lower;
-}
 
 // Splits `text` at each `delimiter` outside quoted strings, so that a parameter value such as
 // "a,b" stays whole. A backslash inside quotes escapes the next character.

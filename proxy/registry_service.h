@@ -47,8 +47,8 @@ class RegistryService {
   };
 
   void handleRegistry(const std::shared_ptr<Exchange>& exchange, std::string_view path);
-  // Finds the repository for `name` (the name from the path). Answers the request and returns
-  // nothing when no repository matches.
+  // Finds the repository for `name` (the name from the path). When no repository matches, it
+  // sends a 404 and returns nothing.
   std::optional<Resolved> resolve(Exchange& exchange, std::string_view name);
 
   const Config& config_;

@@ -33,7 +33,8 @@
 
 namespace outpost::proxy {
 
-// What a remote needs from the rest of the process; all outlive it.
+// Process-wide services a remote uses: store, index, fill registry, metrics and clock. Every
+// one outlives the remote.
 struct RemoteContext {
   storage::BlobStore* store;
   storage::Index* index;
@@ -117,7 +118,7 @@ class RemoteRepository {
   // Upstream health and failures.
   bool isMarkedDown() const;
   void recordUpstreamOutcome(const Status& transport);
-  // Answers a request that needed the upstream and could not get what it asked for.
+  // Sends the error response for a request that needed the upstream and failed.
   void respondUpstreamFailure(Exchange& exchange, const Status& failure,
                               std::string_view unknown_code);
   Status statusFromUpstream(const FetchResult& result) const;

@@ -1,19 +1,8 @@
 #include "proxy/repository_router.h"
 
+#include "base/ascii.h"
+
 namespace outpost::proxy {
-namespace {
-
-std::string lowerCase(std::string_view text) {
-  std::string lowered(text);
-  for (char& c : lowered) {
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c + 32);
-    }
-  }
-  return lowered;
-}
-
-}  // namespace
 
 Expected<RoutedName> RepositoryRouter::resolve(std::string_view name,
                                                std::optional<std::string_view> ns) const {
@@ -26,7 +15,7 @@ Expected<RoutedName> RepositoryRouter::resolve(std::string_view name,
     }
   }
   if (!remote && ns) {
-    std::string host = lowerCase(*ns);
+    std::string host = toLowerAscii(*ns);
     remote = findByHost(host);
     if (!remote) {
       return notFound("no remote repository mirrors registry host " + host);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "base/ascii.h"
+
 namespace outpost::proxy {
 namespace {
 
@@ -39,16 +41,6 @@ bool isQuotedTextChar(char c) {
     return true;
   }
   return byte >= 0x20 && byte != 0x7f;
-}
-
-std::string toLowerAscii(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) {
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c - 'A' + 'a');
-    }
-  }
-  return lower;
 }
 
 // Recursive-descent parser over one header value. Each read method either consumes what it

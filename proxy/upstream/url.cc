@@ -5,13 +5,13 @@
 #include <charconv>
 #include <vector>
 
+#include "base/ascii.h"
+
 namespace outpost::proxy::upstream {
 namespace {
 
 bool isAsciiAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool isAsciiDigit(char c) { return c >= '0' && c <= '9'; }
-
-char toLowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 bool equalsLowerCase(std::string_view text, std::string_view lower) {
   if (text.size() != lower.size()) {

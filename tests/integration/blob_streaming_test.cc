@@ -18,25 +18,6 @@
 namespace outpost::integration {
 namespace {
 
-std::string randomBytes(size_t size) {
-  std::mt19937_64 random(size * 31);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) {
-    c = static_cast<char>(random());
-  }
-  return bytes;
-}
-
-bool waitForFile(const std::string& path, int timeout_ms = 10'000) {
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    if (std::filesystem::exists(path)) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 // Opens a connection, sends a GET and reads until the head and at least `body_bytes` of the
 // body have arrived. Returns the socket, still open, and what was read.
 struct PartialRead {
@@ -82,7 +63,7 @@ class BlobStreamingTest : public ::testing::Test {
   void SetUp() override {
     OUTPOST_ASSERT_OK(upstream_.start());
     // 4 MiB at 64 KiB per 10 ms: the download takes about 0.6 s.
-    blob_ = randomBytes(4u << 20);
+    blob_ = randomBytes(4u << 20, 2);
     digest_ = sha256Of(blob_).str();
     upstream_path_ = "/v2/team/app/blobs/" + digest_;
     upstream_.setResource(upstream_path_, blob_);
@@ -189,8 +170,8 @@ TEST(FullDiskTest, DownloadFailsCleanlyWhenDiskFills) {
 
   ScriptedUpstream upstream;
   OUTPOST_ASSERT_OK(upstream.start());
-  std::string big = randomBytes(8u << 20);
-  std::string small = randomBytes(64u << 10);
+  std::string big = randomBytes(8u << 20, 3);
+  std::string small = randomBytes(64u << 10, 4);
   std::string big_digest = sha256Of(big).str();
   std::string small_digest = sha256Of(small).str();
   upstream.setResource("/v2/team/app/blobs/" + big_digest, big);

@@ -25,18 +25,6 @@ size_t countUpstreamGets(const DistributionRegistry& registry, const std::string
   return count;
 }
 
-// Waits until `path` exists: a download is committed (fsync, rename) just after its last
-// byte went out, so the file can appear a moment after the client is done.
-bool waitForFile(const std::string& path, int timeout_ms = 5000) {
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    if (std::filesystem::exists(path)) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return std::filesystem::exists(path);
-}
-
 std::string registryDigestOf(const Skopeo& skopeo, const RegistryEndpoint& endpoint,
                              const std::string& repository_reference) {
   Expected<std::string> raw = skopeo.inspectRaw(endpoint, repository_reference);

@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -117,6 +120,25 @@ Expected<std::string> readFile(const std::string& path) {
     }
     contents.append(buffer, static_cast<size_t>(result));
   }
+}
+
+bool waitForFile(const std::string& path, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 20) {
+    if (std::filesystem::exists(path)) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::filesystem::exists(path);
+}
+
+std::string randomBytes(size_t size, uint64_t seed) {
+  std::mt19937_64 random(seed);
+  std::string bytes(size, '\0');
+  for (char& c : bytes) {
+    c = static_cast<char>(random());
+  }
+  return bytes;
 }
 
 }  // namespace outpost::integration

@@ -1,6 +1,7 @@
 // TempDir and small file helpers for the integration harness.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -40,5 +41,13 @@ Status writeFile(const std::string& path, std::string_view contents, int mode = 
 
 // Reads the whole file at `path`.
 Expected<std::string> readFile(const std::string& path);
+
+// Waits until `path` exists, polling every 20 ms, for at most `timeout_ms`. Outpost commits a
+// download (fsync, rename) just after its last byte went out, so its file can appear a moment
+// after the client is done.
+bool waitForFile(const std::string& path, int timeout_ms = 10'000);
+
+// Returns `size` pseudo-random bytes, the same for the same `seed`.
+std::string randomBytes(size_t size, uint64_t seed);
 
 }  // namespace outpost::integration

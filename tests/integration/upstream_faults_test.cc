@@ -13,32 +13,11 @@
 namespace outpost::integration {
 namespace {
 
-// Waits until `path` exists: a download is committed (fsync, rename) just after its last
-// byte went out, so the file can appear a moment after the client is done.
-bool waitForFile(const std::string& path, int timeout_ms = 5000) {
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    if (std::filesystem::exists(path)) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return std::filesystem::exists(path);
-}
-
-std::string randomBytes(size_t size) {
-  std::mt19937_64 random(size);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) {
-    c = static_cast<char>(random());
-  }
-  return bytes;
-}
-
 class UpstreamFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
     OUTPOST_ASSERT_OK(upstream_.start());
-    blob_ = randomBytes(3u << 20);
+    blob_ = randomBytes(3u << 20, 1);
     digest_ = sha256Of(blob_).str();
     blob_path_ = "/v2/team/app/blobs/" + digest_;
     upstream_.setResource(blob_path_, blob_);

@@ -1,0 +1,138 @@
+#include "proxy/request_parser.h"
+
+namespace outpost::proxy {
+namespace {
+
+HttpMethod methodOf(llhttp_method_t method) {
+  switch (method) {
+    case HTTP_GET: return HttpMethod::kGet;
+    case HTTP_HEAD: return HttpMethod::kHead;
+    case HTTP_POST: return HttpMethod::kPost;
+    case HTTP_PUT: return HttpMethod::kPut;
+    case HTTP_PATCH: return HttpMethod::kPatch;
+    case HTTP_DELETE: return HttpMethod::kDelete;
+    case HTTP_OPTIONS: return HttpMethod::kOptions;
+    default: return HttpMethod::kOther;
+  }
+}
+
+RequestParser* parserOf(llhttp_t* parser) { return static_cast<RequestParser*>(parser->data); }
+
+}  // namespace
+
+RequestParser::RequestParser(HttpRequest* request, uint64_t max_header_bytes,
+                             uint64_t max_body_bytes)
+    : request_(request), max_header_bytes_(max_header_bytes), max_body_bytes_(max_body_bytes) {
+  static const llhttp_settings_t kSettings = [] {
+    llhttp_settings_t settings;
+    llhttp_settings_init(&settings);
+    settings.on_message_begin = &RequestParser::onMessageBegin;
+    settings.on_url = &RequestParser::onUrl;
+    settings.on_header_field = &RequestParser::onHeaderField;
+    settings.on_header_value = &RequestParser::onHeaderValue;
+    settings.on_headers_complete = &RequestParser::onHeadersComplete;
+    settings.on_body = &RequestParser::onBody;
+    settings.on_message_complete = &RequestParser::onMessageComplete;
+    return settings;
+  }();
+  llhttp_init(&parser_, HTTP_REQUEST, &kSettings);
+  parser_.data = this;
+}
+
+RequestParser::Result RequestParser::parse(std::string_view input, size_t* consumed) {
+  is_complete_ = false;
+  llhttp_errno_t error = llhttp_execute(&parser_, input.data(), input.size());
+  *consumed = input.size();
+  if (error == HPE_PAUSED) {
+    // onMessageComplete paused the parser right after the request's last byte.
+    *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data());
+    llhttp_resume(&parser_);
+    return Result::kComplete;
+  }
+  if (error != HPE_OK) {
+    error_ = error;
+    return Result::kError;
+  }
+  return Result::kNeedMore;
+}
+
+int RequestParser::errorStatus() const {
+  if (is_header_too_large_) {
+    return 431;
+  }
+  if (is_body_too_large_) {
+    return 413;
+  }
+  return 400;
+}
+
+std::string_view RequestParser::errorReason() const {
+  if (is_header_too_large_) {
+    return "request line and headers are too large";
+  }
+  if (is_body_too_large_) {
+    return "request body is too large";
+  }
+  return llhttp_errno_name(error_);
+}
+
+int RequestParser::checkHeaderSize() {
+  if (request_->headerBytes() > max_header_bytes_) {
+    is_header_too_large_ = true;
+    return HPE_USER;
+  }
+  return HPE_OK;
+}
+
+int RequestParser::onMessageBegin(llhttp_t* parser) {
+  parserOf(parser)->request_->clear();
+  return HPE_OK;
+}
+
+int RequestParser::onUrl(llhttp_t* parser, const char* at, size_t length) {
+  RequestParser* self = parserOf(parser);
+  self->request_->appendTarget(std::string_view(at, length));
+  return self->checkHeaderSize();
+}
+
+int RequestParser::onHeaderField(llhttp_t* parser, const char* at, size_t length) {
+  RequestParser* self = parserOf(parser);
+  self->request_->appendHeaderName(std::string_view(at, length));
+  return self->checkHeaderSize();
+}
+
+int RequestParser::onHeaderValue(llhttp_t* parser, const char* at, size_t length) {
+  RequestParser* self = parserOf(parser);
+  self->request_->appendHeaderValue(std::string_view(at, length));
+  return self->checkHeaderSize();
+}
+
+int RequestParser::onHeadersComplete(llhttp_t* parser) {
+  RequestParser* self = parserOf(parser);
+  auto method = static_cast<llhttp_method_t>(llhttp_get_method(parser));
+  self->request_->setMethod(methodOf(method), llhttp_method_name(method));
+  self->request_->setKeepAlive(llhttp_should_keep_alive(parser) != 0);
+  if ((parser->flags & F_CONTENT_LENGTH) && parser->content_length > self->max_body_bytes_) {
+    self->is_body_too_large_ = true;
+    return HPE_USER;
+  }
+  return HPE_OK;
+}
+
+int RequestParser::onBody(llhttp_t* parser, const char* at, size_t length) {
+  RequestParser* self = parserOf(parser);
+  if (self->request_->body().size() + length > self->max_body_bytes_) {
+    self->is_body_too_large_ = true;
+    return HPE_USER;
+  }
+  self->request_->appendBody(std::string_view(at, length));
+  return HPE_OK;
+}
+
+int RequestParser::onMessageComplete(llhttp_t* parser) {
+  parserOf(parser)->is_complete_ = true;
+  // Stop after one request so that pipelined ones wait until this one is answered.
+  return HPE_PAUSED;
+}
+
+}  // namespace outpost::proxy
