@@ -764,37 +764,92 @@ HttpServer::~HttpServer() {
   }
 }
 
-Status HttpServer::bind() {
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  if (::inet_pton(AF_INET, options_.host.c_str(), &address.sin_addr) != 1) {
-    return invalidArgument("listen address is not an IPv4 address: " + options_.host);
+namespace {
+
+// Parses `host` (an IPv4 or IPv6 literal) and `port` into `address`; returns its length, or 0.
+socklen_t makeListenAddress(const std::string& host, uint16_t port, sockaddr_storage* address) {
+  *address = sockaddr_storage{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(address);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    return sizeof(sockaddr_in);
   }
-  uint16_t port = options_.port;
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(address);
+  if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    return sizeof(sockaddr_in6);
+  }
+  return 0;
+}
+
+// Opens a non-blocking TCP socket bound to `address`, with SO_REUSEPORT when `share_port`.
+Expected<UniqueFd> bindSocket(const sockaddr_storage& address, socklen_t length, bool share_port,
+                              const std::string& where) {
+  UniqueFd fd(::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return errnoStatus("socket", errno);
+  }
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (share_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    return errnoStatus("setsockopt SO_REUSEPORT", errno);
+  }
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0) {
+    int error = errno;
+    if (error == EADDRINUSE) {
+      return Status(StatusCode::kAlreadyExists,
+                    "bind " + where + ": address already in use; stop the other server or "
+                    "choose another server.port");
+    }
+    return errnoStatus("bind " + where, error);
+  }
+  return fd;
+}
+
+uint16_t boundPort(int fd) {
+  sockaddr_storage bound{};
+  socklen_t length = sizeof(bound);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
+  if (bound.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+}
+
+}  // namespace
+
+Status HttpServer::bind() {
+  sockaddr_storage address;
+  socklen_t length = makeListenAddress(options_.host, options_.port, &address);
+  if (length == 0) {
+    return invalidArgument("listen address is not an IPv4 or IPv6 address: " + options_.host);
+  }
+  std::string where = fmt::format("{}:{}", options_.host, options_.port);
+
+  // With SO_REUSEPORT a second server on the same port would silently share the traffic. A
+  // first bind without it fails while anyone listens there, and picks the port when it is 0.
+  Expected<UniqueFd> probe = bindSocket(address, length, false, where);
+  if (!probe) {
+    return probe.status();
+  }
+  uint16_t port = boundPort(probe->get());
+  probe->reset();
+  auto* port_field = address.ss_family == AF_INET6
+                         ? &reinterpret_cast<sockaddr_in6*>(&address)->sin6_port
+                         : &reinterpret_cast<sockaddr_in*>(&address)->sin_port;
+  *port_field = htons(port);
+
   for (size_t i = 0; i < loops_.size(); ++i) {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    Expected<UniqueFd> fd = bindSocket(address, length, true, where);
     if (!fd) {
-      return errnoStatus("socket", errno);
+      return fd.status();
     }
-    int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-      return errnoStatus("setsockopt SO_REUSEPORT", errno);
+    if (::listen(fd->get(), 1024) != 0) {
+      return errnoStatus("listen " + where, errno);
     }
-    address.sin_port = htons(port);
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-      return errnoStatus(fmt::format("bind {}:{}", options_.host, port), errno);
-    }
-    if (::listen(fd.get(), 1024) != 0) {
-      return errnoStatus("listen", errno);
-    }
-    if (port == 0) {
-      sockaddr_in bound{};
-      socklen_t length = sizeof(bound);
-      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length);
-      port = ntohs(bound.sin_port);
-    }
-    listen_fds_.push_back(fd.release());
+    listen_fds_.push_back(fd->release());
   }
   bound_port_ = port;
   return Status::ok();

@@ -355,6 +355,44 @@ TEST_F(HttpServerTest, ClosesConnectionWhenClientStopsReading) {
   EXPECT_EQ(aborted.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
 }
 
+TEST_F(HttpServerTest, RefusesPortAnotherServerListensOn) {
+  startServer(echoHandler);
+  ServerOptions options;
+  options.port = port();
+  EventLoop other_loop(1);
+  HttpServer other({&other_loop}, options, echoHandler);
+  Status status = other.bind();
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status.toString();
+  EXPECT_NE(status.message().find("already in use"), std::string_view::npos);
+}
+
+TEST_F(HttpServerTest, ListensOnIpv6Loopback) {
+  UniqueFd probe(::socket(AF_INET6, SOCK_STREAM, 0));
+  sockaddr_in6 loopback{};
+  loopback.sin6_family = AF_INET6;
+  loopback.sin6_addr = in6addr_loopback;
+  if (!probe || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&loopback), sizeof(loopback)) != 0) {
+    GTEST_SKIP() << "no IPv6 loopback on this machine";
+  }
+  ServerOptions options;
+  options.host = "::1";
+  options.port = 0;
+  EventLoop loop(0);
+  HttpServer server({&loop}, options, echoHandler);
+  Status status = server.bind();
+  EXPECT_TRUE(status.isOk()) << status.toString();
+  EXPECT_NE(server.port(), 0);
+}
+
+TEST_F(HttpServerTest, RejectsListenHostThatIsNotAnAddress) {
+  ServerOptions options;
+  options.host = "localhost";
+  options.port = 0;
+  EventLoop loop(0);
+  HttpServer server({&loop}, options, echoHandler);
+  EXPECT_EQ(server.bind().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(HttpServerTest, FinishesRequestInFlightDuringShutdown) {
   std::shared_ptr<Exchange> held;
   startServer([&](const std::shared_ptr<Exchange>& exchange) { held = exchange; });
