@@ -206,7 +206,7 @@ TEST_F(HttpServerTest, RejectsOversizedHeadersWith431) {
   EXPECT_TRUE(client.waitForClose());
 }
 
-TEST_F(HttpServerTest, AnswersTlsHandshakeOnPlainPortWith400AndKeepsServing) {
+TEST_F(HttpServerTest, RejectsTlsHandshakeOnPlainPort) {
   startServer(echoHandler);
   {
     Client client(port());
