@@ -5,6 +5,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/packaging/install-deps.sh" --build-only
-"$root/packaging/build.sh"
+"$root/packaging/build.sh" outpost
 cd "$root"
 exec "$root/build/outpost" serve --config conf/outpost.yaml "$@"

@@ -60,6 +60,7 @@ void HttpRequest::clear() {
   in_value_ = false;
   body_.clear();
   keep_alive_ = true;
+  is_http10_ = false;
 }
 
 std::string_view HttpRequest::path() const {

@@ -38,6 +38,8 @@ class HttpRequest {
 
   const std::string& body() const { return body_; }
   bool keepAlive() const { return keep_alive_; }
+  // True for an HTTP/1.0 request, which keeps its connection only when both sides say so.
+  bool isHttp10() const { return is_http10_; }
 
   // Parser side: called by the connection while it reads the request.
   void setMethod(HttpMethod method, std::string_view name);
@@ -46,6 +48,7 @@ class HttpRequest {
   void appendHeaderValue(std::string_view piece);
   void appendBody(std::string_view piece) { body_.append(piece); }
   void setKeepAlive(bool keep_alive) { keep_alive_ = keep_alive; }
+  void setHttp10(bool is_http10) { is_http10_ = is_http10; }
   size_t headerBytes() const { return header_bytes_.size() + target_.size(); }
 
  private:
@@ -69,6 +72,7 @@ class HttpRequest {
   bool in_value_ = false;
   std::string body_;
   bool keep_alive_ = true;
+  bool is_http10_ = false;
 };
 
 // The status line and headers of a response, built into one buffer.

@@ -176,6 +176,8 @@ class Connection {
 
   std::shared_ptr<Exchange> exchange_;
   bool exchange_finished_ = false;
+  // Head and body bytes of the current response written to the socket, for the access log.
+  uint64_t exchange_bytes_sent_ = 0;
   std::string output_;        // head and body bytes not yet sent
   size_t output_sent_ = 0;
   FileRange file_;
@@ -209,6 +211,9 @@ void Exchange::writeHead(ResponseHead& head, uint64_t content_length) {
   text.append("\r\n");
   if (!request_->keepAlive()) {
     text.append("Connection: close\r\n");
+  } else if (request_->isHttp10()) {
+    // HTTP/1.0 closes after each response unless the server confirms keep-alive.
+    text.append("Connection: keep-alive\r\n");
   }
   text.append("\r\n");
   head_sent_ = true;
@@ -221,7 +226,6 @@ void Exchange::respond(ResponseHead head, std::string_view body) {
   }
   writeHead(head, body.size());
   if (!isHead() && !body.empty()) {
-    body_bytes_ += body.size();
     connection_->queueBytes(body);
   }
   finish();
@@ -238,7 +242,6 @@ void Exchange::writeBody(std::string_view bytes) {
   if (!isOpen() || isHead() || bytes.empty()) {
     return;
   }
-  body_bytes_ += bytes.size();
   connection_->queueBytes(bytes);
 }
 
@@ -253,7 +256,6 @@ void Exchange::sendFile(std::shared_ptr<const void> owner, int fd, uint64_t offs
     }
     return;
   }
-  body_bytes_ += length;
   connection_->queueFile(std::move(owner), fd, offset, length, std::move(on_sent));
 }
 
@@ -424,6 +426,7 @@ void Connection::dispatch() {
       isWellFormedRequestId(given_id) ? std::string(given_id) : owner_->ids().next();
   exchange_ = std::make_shared<Exchange>(this, &request_, std::move(request_id), &owner_->loop());
   exchange_finished_ = false;
+  exchange_bytes_sent_ = 0;
   output_.clear();
   output_sent_ = 0;
 
@@ -533,6 +536,7 @@ void Connection::flush() {
     break;
   }
   owner_->server().counters_.bytes_sent.fetch_add(sent_now, std::memory_order_relaxed);
+  exchange_bytes_sent_ += sent_now;
 
   bool drained = output_.empty() && file_.remaining == 0;
   if (drained && exchange_finished_) {
@@ -582,9 +586,9 @@ void Connection::logAccess(const Exchange& exchange, bool completed) {
   }
   int64_t duration_ms = monotonicMs() - exchange.startedMs();
   const std::string& repository = exchange.repository();
-  logger.info("{} {} status={} bytes={} duration_ms={} repo={} cache={} req={}{}",
+  logger.info("{} {} status={} bytes_sent={} duration_ms={} repo={} cache={} req={}{}",
               request_.methodName(), request_.path(), exchange.status(),
-              exchange.bodyBytesQueued(), duration_ms, repository.empty() ? "-" : repository,
+              exchange_bytes_sent_, duration_ms, repository.empty() ? "-" : repository,
               cacheOutcomeName(exchange.outcome()), exchange.requestId(),
               completed ? "" : " aborted=true");
 }

@@ -83,7 +83,6 @@ class Exchange {
   // Connection side.
   void detach();
   int status() const { return status_; }
-  uint64_t bodyBytesQueued() const { return body_bytes_; }
   int64_t startedMs() const { return started_ms_; }
 
  private:
@@ -98,7 +97,6 @@ class Exchange {
   CacheOutcome outcome_ = CacheOutcome::kNone;
   uint8_t route_label_ = 0;
   int status_ = 0;
-  uint64_t body_bytes_ = 0;
   int64_t started_ms_;
   bool head_sent_ = false;
 };

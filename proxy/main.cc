@@ -57,26 +57,39 @@ int serve(const std::string& config_path, const std::string& log_level_override)
 
   Expected<proxy::Config> config = proxy::loadConfig(config_path);
   if (!config) {
-    std::fprintf(stderr, "outpost: %s\n", config.status().toString().c_str());
+    std::fprintf(stderr, "outpost: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
   std::string level = log_level_override.empty() ? config->log.level : log_level_override;
   if (!log::setup(level)) {
-    std::fprintf(stderr, "outpost: unknown log level \"%s\"\n", level.c_str());
+    std::fprintf(stderr,
+                 "outpost: unknown log level \"%s\"; use trace, debug, info, warn or error\n",
+                 level.c_str());
     return 2;
   }
 
+  // The index is opened first: RocksDB locks its folder, so a second server on the same
+  // data_dir stops here, before BlobStore::open removes the first one's temporary files.
   std::filesystem::path data_dir = config->storage.data_dir;
-  Expected<std::unique_ptr<storage::BlobStore>> store = storage::BlobStore::open(data_dir);
-  if (!store) {
-    log::storage().critical("blob store failed to open path={} error=\"{}\"", data_dir.string(),
-                            store.status().toString());
+  std::error_code dir_error;
+  std::filesystem::create_directories(data_dir, dir_error);
+  if (dir_error) {
+    log::storage().critical("data folder cannot be created path={} error=\"{}\"",
+                            data_dir.string(), dir_error.message());
     return 1;
   }
   Expected<std::unique_ptr<storage::Index>> index = storage::Index::open(data_dir / "index");
   if (!index) {
-    log::storage().critical("index failed to open path={} error=\"{}\"",
-                            (data_dir / "index").string(), index.status().toString());
+    log::storage().critical(
+        "index failed to open path={} error=\"{}\" hint=\"is another outpost using this "
+        "storage.data_dir?\"",
+        (data_dir / "index").string(), index.status().toString());
+    return 1;
+  }
+  Expected<std::unique_ptr<storage::BlobStore>> store = storage::BlobStore::open(data_dir);
+  if (!store) {
+    log::storage().critical("blob store failed to open path={} error=\"{}\"", data_dir.string(),
+                            store.status().toString());
     return 1;
   }
 
@@ -152,7 +165,7 @@ int serve(const std::string& config_path, const std::string& log_level_override)
 int checkConfig(const std::string& config_path) {
   Expected<proxy::Config> config = proxy::loadConfig(config_path);
   if (!config) {
-    std::fprintf(stderr, "outpost: %s\n", config.status().toString().c_str());
+    std::fprintf(stderr, "outpost: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
   std::printf("%s: ok (%zu remotes, default %s, data in %s)\n", config_path.c_str(),
@@ -167,6 +180,7 @@ int checkConfig(const std::string& config_path) {
 int main(int argc, char** argv) {
   CLI::App app{"Outpost: a pull-through caching registry for Docker and OCI images"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("outpost ") + outpost::kVersion);
 
   std::string config_path = "conf/outpost.yaml";
   std::string log_level;
@@ -184,6 +198,15 @@ int main(int argc, char** argv) {
 
   CLI::App* version = app.add_subcommand("version", "Print the version and exit");
 
+  bool is_known_command = false;
+  for (const CLI::App* command : app.get_subcommands({})) {
+    is_known_command = is_known_command || (argc > 1 && command->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !is_known_command) {
+    std::fprintf(stderr, "outpost: unknown command \"%s\"; run outpost --help for the list\n",
+                 argv[1]);
+    return 2;
+  }
   CLI11_PARSE(app, argc, argv);
 
   if (serve->parsed()) {

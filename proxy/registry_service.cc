@@ -140,6 +140,12 @@ void RegistryService::handle(const std::shared_ptr<Exchange>& exchange) {
 
 void RegistryService::handleRegistry(const std::shared_ptr<Exchange>& exchange,
                                      std::string_view path) {
+  if (path == "_catalog") {
+    respondRegistryError(*exchange, 404, error_code::kUnsupported,
+                         "the catalog is not served: remote repositories cannot list upstream "
+                         "repositories");
+    return;
+  }
   Expected<RegistryPath> parsed = parseRegistryPath(path);
   if (!parsed) {
     if (parsed.status().code() == StatusCode::kInvalidArgument) {

@@ -293,7 +293,7 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
       digest, [&] { return store->contains(digest); },
       [&]() -> Expected<std::shared_ptr<cache::BlobFill>> {
         if (isMarkedDown()) {
-          return unavailable("upstream " + config_.name + " is marked down after failures");
+          return markedDownStatus();
         }
         Expected<std::unique_ptr<storage::BlobWriter>> writer =
             store->createWriter(digest.algorithm());
@@ -339,7 +339,7 @@ void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>
                                                  const std::string& name, const Digest& digest) {
   if (isMarkedDown()) {
     respondUpstreamFailure(*exchange,
-                           unavailable("upstream " + config_.name + " is marked down"),
+                           markedDownStatus(),
                            error_code::kBlobUnknown);
     return;
   }

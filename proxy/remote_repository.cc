@@ -1,9 +1,11 @@
 #include "proxy/remote_repository.h"
 
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 
 #include "base/log.h"
 #include "proxy/blocking_work.h"
@@ -44,9 +46,9 @@ bool isServable(const AcceptList& accept, std::string_view media_type) {
   return accept.empty() && media_type == kDockerManifestV2;
 }
 
-// Whether an upstream answer for this client is the tag's full representation, so that it may
-// be stored as the tag: a client that names both index types gets the index itself, while a
-// narrower client may get one platform's manifest in its place.
+// Whether an upstream response for this client is the tag's full representation: a client
+// that names both index types gets the index itself, while a narrower client may get one
+// platform's manifest in its place (distribution does that for manifest lists).
 bool acceptsEveryIndexType(const AcceptList& accept) {
   return accept.acceptsExplicitly(kOciImageIndex) && accept.acceptsExplicitly(kDockerManifestList);
 }
@@ -91,6 +93,21 @@ std::string allManifestTypes() {
     joined.append(type);
   }
   return joined;
+}
+
+// The index record of a tag as one class of client sees it. A client that accepts every index
+// type shares the record named after the tag itself. A narrower client's view is kept apart,
+// under the tag, '@' and a hash of its Accept ('@' never occurs in a tag), so that a platform
+// manifest sent in place of an index never answers a client that accepts the index.
+TagView tagViewFor(const std::string& tag, const AcceptList& accept) {
+  if (acceptsEveryIndexType(accept)) {
+    return TagView{tag, allManifestTypes()};
+  }
+  std::string joined = accept.joined();
+  char hash[17];
+  std::snprintf(hash, sizeof(hash), "%016llx",
+                static_cast<unsigned long long>(XXH3_64bits(joined.data(), joined.size())));
+  return TagView{tag + "@" + hash, joined};
 }
 
 }  // namespace
@@ -156,6 +173,14 @@ UpstreamRequest RemoteRepository::makeRequest(std::string method, std::string pa
 }
 
 // ----- Upstream health --------------------------------------------------------------------
+
+Status RemoteRepository::markedDownStatus() const {
+  int64_t left_ms = down_until_ms_.load(std::memory_order_relaxed) - context_.clock->nowMs();
+  int64_t left_s = std::max<int64_t>(1, (left_ms + 999) / 1000);
+  return unavailable("upstream " + config_.name + " is marked down after repeated connection " +
+                     "failures; it is tried again in " + std::to_string(left_s) +
+                     " s (upstream.down_backoff)");
+}
 
 bool RemoteRepository::isMarkedDown() const {
   return context_.clock->nowMs() < down_until_ms_.load(std::memory_order_relaxed);
@@ -286,13 +311,14 @@ void RemoteRepository::serveManifestByDigest(const std::shared_ptr<Exchange>& ex
     log::storage().error("manifest read failed req={} digest={} error=\"{}\"",
                          exchange->requestId(), digest.str(), manifest.status().toString());
   }
-  fetchManifest(exchange, name, digest.str(), false);
+  fetchManifest(exchange, name, digest.str(), "");
 }
 
 void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& exchange,
                                           const std::string& name, const std::string& tag) {
   AcceptList accept = AcceptList::fromHeaderLines(exchange->request().headerValues("Accept"));
-  Expected<storage::TagRecord> cached = context_.index->getTag(config_.name, name, tag);
+  TagView view = tagViewFor(tag, accept);
+  Expected<storage::TagRecord> cached = context_.index->getTag(config_.name, name, view.record_key);
   if (cached && isServable(accept, cached->media_type)) {
     int64_t age_ms = context_.clock->nowMs() - cached->confirmed_ms;
     if (age_ms < config_.tag_ttl_ms) {
@@ -307,11 +333,11 @@ void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& excha
         return;
       }
     } else {
-      revalidateTag(exchange, name, tag, *cached);
+      revalidateTag(exchange, name, tag, view, *cached);
       return;
     }
   }
-  fetchManifest(exchange, name, tag, acceptsEveryIndexType(accept));
+  fetchManifest(exchange, name, tag, view.record_key);
 }
 
 void RemoteRepository::respondManifestResult(const std::shared_ptr<Exchange>& exchange,
@@ -334,7 +360,7 @@ void RemoteRepository::respondManifestResult(const std::shared_ptr<Exchange>& ex
 
 void RemoteRepository::fetchManifest(const std::shared_ptr<Exchange>& exchange,
                                      const std::string& name, const std::string& reference,
-                                     bool may_store_tag) {
+                                     const std::string& tag_record_key) {
   AcceptList accept = AcceptList::fromHeaderLines(exchange->request().headerValues("Accept"));
   std::string accept_joined = accept.joined();
   std::string key = name + '\0' + reference + '\0' + accept_joined;
@@ -353,7 +379,7 @@ void RemoteRepository::fetchManifest(const std::shared_ptr<Exchange>& exchange,
   EventLoop& loop = exchange->loop();
   if (isMarkedDown()) {
     auto result = std::make_shared<ManifestResult>();
-    result->failure = unavailable("upstream " + config_.name + " is marked down after failures");
+    result->failure = markedDownStatus();
     manifest_flights_.complete(key, result);
     return;
   }
@@ -363,14 +389,15 @@ void RemoteRepository::fetchManifest(const std::shared_ptr<Exchange>& exchange,
     request.headers.emplace_back("Accept", accept_joined);
   }
   fetchBuffered(client(loop), std::move(request), kMaxManifestBytes,
-                [this, key, name, reference, may_store_tag, &loop](FetchResult result) {
-                  completeManifestFetch(key, name, reference, may_store_tag, loop,
+                [this, key, name, reference, tag_record_key, &loop](FetchResult result) {
+                  completeManifestFetch(key, name, reference, tag_record_key, loop,
                                         std::move(result));
                 });
 }
 
 void RemoteRepository::completeManifestFetch(const std::string& key, const std::string& name,
-                                             const std::string& reference, bool may_store_tag,
+                                             const std::string& reference,
+                                             const std::string& tag_record_key,
                                              EventLoop& loop, FetchResult fetched) {
   recordUpstreamOutcome(fetched.transport);
   auto result = std::make_shared<ManifestResult>();
@@ -416,18 +443,18 @@ void RemoteRepository::completeManifestFetch(const std::string& key, const std::
   storage::Index* index = context_.index;
   int64_t now_ms = context_.clock->nowMs();
   std::string remote = config_.name;
-  bool store_tag = may_store_tag && !is_digest_reference;
+  std::string store_tag_as = is_digest_reference ? std::string() : tag_record_key;
   runBlocking(
       loop.uv(),
-      [index, result, remote, name, reference, store_tag, now_ms] {
+      [index, result, remote, name, reference, store_tag_as, now_ms] {
         Status status = index->putManifest(
             *result->digest, storage::ManifestRecord{result->media_type, result->body, now_ms});
         if (status.isOk()) {
           status = index->putLink(remote, *result->digest);
         }
-        if (status.isOk() && store_tag) {
+        if (status.isOk() && !store_tag_as.empty()) {
           status = index->putTag(
-              remote, name, reference,
+              remote, name, store_tag_as,
               storage::TagRecord{result->digest->str(), result->media_type, now_ms});
         }
         if (!status.isOk()) {
@@ -440,7 +467,7 @@ void RemoteRepository::completeManifestFetch(const std::string& key, const std::
 
 void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
                                      const std::string& name, const std::string& tag,
-                                     const storage::TagRecord& cached) {
+                                     const TagView& view, const storage::TagRecord& cached) {
   auto serve_cached = [this, exchange, cached](CacheOutcome outcome) {
     Expected<Digest> digest = Digest::parse(cached.digest);
     Expected<storage::ManifestRecord> manifest =
@@ -467,7 +494,7 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
     return;
   }
 
-  std::string key = std::string("revalidate") + '\0' + name + '\0' + tag;
+  std::string key = std::string("revalidate") + '\0' + name + '\0' + view.record_key;
   bool is_leader = manifest_flights_.join(
       key, [this, exchange, name, tag, serve_cached](
                const std::shared_ptr<const ManifestResult>& result) {
@@ -500,11 +527,13 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
   EventLoop& loop = exchange->loop();
   UpstreamRequest request =
       makeRequest("HEAD", "/v2/" + name + "/manifests/" + tag, exchange->requestId());
-  request.headers.emplace_back("Accept", allManifestTypes());
+  if (!view.accept.empty()) {
+    request.headers.emplace_back("Accept", view.accept);
+  }
   request.deadline_ms = context_.upstream.revalidate_timeout_ms;
   fetchBuffered(
       client(loop), std::move(request), 0,
-      [this, key, name, tag, cached, &loop,
+      [this, key, name, tag, view, cached, &loop,
        request_id = exchange->requestId()](FetchResult head) {
         recordUpstreamOutcome(head.transport);
         std::string_view upstream_digest = head.header("Docker-Content-Digest");
@@ -515,11 +544,11 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
           std::string remote = config_.name;
           runBlocking(
               loop.uv(),
-              [index, remote, name, tag, confirmed] {
-                Status status = index->putTag(remote, name, tag, confirmed);
+              [index, remote, name, record_key = view.record_key, confirmed] {
+                Status status = index->putTag(remote, name, record_key, confirmed);
                 if (!status.isOk()) {
                   log::storage().error("tag not stored remote={} name={} tag={} error=\"{}\"",
-                                       remote, name, tag, status.toString());
+                                       remote, name, record_key, status.toString());
                 }
               },
               [this, key] {
@@ -533,14 +562,18 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
           manifest_flights_.complete(key, result);
           return;
         }
-        // The tag moved: fetch its manifest with every type accepted and store it as the tag.
+        // The tag moved: fetch its manifest for this view and store it.
         UpstreamRequest get = makeRequest("GET", "/v2/" + name + "/manifests/" + tag, request_id);
-        get.headers.emplace_back("Accept", allManifestTypes());
+        if (!view.accept.empty()) {
+          get.headers.emplace_back("Accept", view.accept);
+        }
         log::proxy().info("tag moved upstream remote={} name={} tag={} old={} new={}",
                           config_.name, name, tag, cached.digest, upstream_digest);
         fetchBuffered(client(loop), std::move(get), kMaxManifestBytes,
-                      [this, key, name, tag, &loop](FetchResult result) {
-                        completeManifestFetch(key, name, tag, true, loop, std::move(result));
+                      [this, key, name, tag, record_key = view.record_key,
+                       &loop](FetchResult result) {
+                        completeManifestFetch(key, name, tag, record_key, loop,
+                                              std::move(result));
                       });
       });
 }
@@ -641,6 +674,10 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
 
   auto from_index = [this, exchange, name, respond](const Status& failure) {
     Expected<std::vector<std::string>> tags = context_.index->listTags(config_.name, name);
+    if (tags) {
+      // Views of narrower clients are records of their own, not tags.
+      std::erase_if(*tags, [](const std::string& tag) { return tag.find('@') != std::string::npos; });
+    }
     if (tags && !tags->empty()) {
       exchange->setOutcome(CacheOutcome::kStale);
       context_.metrics->cache_stale.fetch_add(1, std::memory_order_relaxed);
@@ -653,7 +690,7 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
   };
 
   if (isMarkedDown()) {
-    from_index(unavailable("upstream " + config_.name + " is marked down after failures"));
+    from_index(markedDownStatus());
     return;
   }
 

@@ -33,6 +33,13 @@
 
 namespace outpost::proxy {
 
+// How one class of client sees a tag: the index record that stores it, and the Accept that
+// asks the upstream for it. See tagViewFor in remote_repository.cc.
+struct TagView {
+  std::string record_key;
+  std::string accept;
+};
+
 // Process-wide services a remote uses: store, index, fill registry, metrics and clock. Every
 // one outlives the remote.
 struct RemoteContext {
@@ -90,11 +97,12 @@ class RemoteRepository {
   void serveManifestByTag(const std::shared_ptr<Exchange>& exchange, const std::string& name,
                           const std::string& tag);
   void revalidateTag(const std::shared_ptr<Exchange>& exchange, const std::string& name,
-                     const std::string& tag, const storage::TagRecord& cached);
+                     const std::string& tag, const TagView& view,
+                     const storage::TagRecord& cached);
   void fetchManifest(const std::shared_ptr<Exchange>& exchange, const std::string& name,
-                     const std::string& reference, bool may_store_tag);
+                     const std::string& reference, const std::string& tag_record_key);
   void completeManifestFetch(const std::string& key, const std::string& name,
-                             const std::string& reference, bool may_store_tag,
+                             const std::string& reference, const std::string& tag_record_key,
                              EventLoop& loop, FetchResult result);
   void respondManifest(Exchange& exchange, const Digest& digest, std::string_view media_type,
                        std::string_view body);
@@ -117,6 +125,8 @@ class RemoteRepository {
 
   // Upstream health and failures.
   bool isMarkedDown() const;
+  // The failure for a request that needs a remote marked down, with the time left.
+  Status markedDownStatus() const;
   void recordUpstreamOutcome(const Status& transport);
   // Sends the error response for a request that needed the upstream and failed.
   void respondUpstreamFailure(Exchange& exchange, const Status& failure,

@@ -112,6 +112,7 @@ int RequestParser::onHeadersComplete(llhttp_t* parser) {
   auto method = static_cast<llhttp_method_t>(llhttp_get_method(parser));
   self->request_->setMethod(methodOf(method), llhttp_method_name(method));
   self->request_->setKeepAlive(llhttp_should_keep_alive(parser) != 0);
+  self->request_->setHttp10(parser->http_major == 1 && parser->http_minor == 0);
   if ((parser->flags & F_CONTENT_LENGTH) && parser->content_length > self->max_body_bytes_) {
     self->is_body_too_large_ = true;
     return HPE_USER;

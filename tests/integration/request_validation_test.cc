@@ -151,6 +151,30 @@ TEST_F(RequestValidationTest, ManifestHeadAndGetCarryRegistryHeaders) {
   EXPECT_EQ(upstream_.requestCount("/v2/team/app/manifests/v1"), 1u);
 }
 
+TEST_F(RequestValidationTest, CachesTagForEachClassOfClient) {
+  const std::string path = "/v2/upstream/team/app/manifests/v1";
+  // A client that names a single manifest type, like an old Docker or a script.
+  const std::vector<HttpHeader> narrow = {{"Accept", std::string(kOciManifestType)}};
+  // A client that takes indexes too, like containerd, podman and skopeo.
+  const std::vector<HttpHeader> full = {{"Accept", manifestAcceptHeader()}};
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult narrow_result, send("GET", path, narrow));
+    EXPECT_EQ(narrow_result.status, 200);
+    OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult full_result, send("GET", path, full));
+    EXPECT_EQ(full_result.status, 200);
+    EXPECT_EQ(full_result.header("Docker-Content-Digest").value_or(""), manifest_digest_);
+  }
+  // One upstream request per class of client, then the cache serves both.
+  EXPECT_EQ(upstream_.requestCount("/v2/team/app/manifests/v1"), 2u);
+
+  // The narrow client's record is not a tag of its own in the list served from the index.
+  upstream_.setFault(UpstreamFault::kStatus503);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult tags, send("GET", "/v2/upstream/team/app/tags/list"));
+  EXPECT_EQ(tags.status, 200) << tags.body;
+  EXPECT_EQ(tags.body, R"({"name":"upstream/team/app","tags":["v1"]})");
+}
+
 TEST_F(RequestValidationTest, ManifestNotMatchingItsDigestIsRejected) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult result,
                                send("GET", "/v2/upstream/team/app/manifests/" + wrong_digest_));

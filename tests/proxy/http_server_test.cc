@@ -241,6 +241,21 @@ TEST_F(HttpServerTest, ClosesAfterResponseWhenClientAsksConnectionClose) {
   EXPECT_TRUE(client.waitForClose());
 }
 
+TEST_F(HttpServerTest, ConfirmsKeepAliveToHttp10Clients) {
+  startServer(echoHandler);
+  Client client(port());
+  client.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  std::string first = client.readResponses(1);
+  EXPECT_NE(first.find("Connection: keep-alive\r\n"), std::string::npos) << first;
+  client.send("GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_TRUE(client.readResponses(1).ends_with("GET /b"));
+
+  Client plain(port());
+  plain.send("GET /c HTTP/1.0\r\n\r\n");
+  EXPECT_NE(plain.readResponses(1).find("Connection: close\r\n"), std::string::npos);
+  EXPECT_TRUE(plain.waitForClose());
+}
+
 TEST_F(HttpServerTest, SendsFileRangesWithSendfile) {
   char path[] = "/tmp/outpost-http-test-XXXXXX";
   int fd = ::mkstemp(path);
