@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package that building, running and testing Outpost needs.
 # Idempotent: packages already present are skipped, so reruns cost one dpkg query.
-# Usage: packaging/install-deps.sh [--build-only]
+# Usage: packaging/install-deps.sh [--build-only | --bench]
+#   --build-only  only what building needs
+#   --bench       also the anchors and load generator of bench/load/run.sh
 set -euo pipefail
 
 build_packages=(
@@ -18,9 +20,24 @@ test_packages=(
   openssl curl
 )
 
+# The nginx anchor and the HTTP load generator of bench/load/run.sh.
+bench_packages=(nginx-light wrk)
+
+mode="${1:-}"
+case "$mode" in
+  "" | --build-only | --bench) ;;
+  *)
+    echo "install-deps: unknown option '$mode'; use --build-only, --bench or no option" >&2
+    exit 2
+    ;;
+esac
+
 wanted=("${build_packages[@]}")
-if [[ "${1:-}" != "--build-only" ]]; then
+if [[ "$mode" != "--build-only" ]]; then
   wanted+=("${test_packages[@]}")
+fi
+if [[ "$mode" == "--bench" ]]; then
+  wanted+=("${bench_packages[@]}")
 fi
 
 missing=()
@@ -47,5 +64,5 @@ apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The Debian packages enable and start their own daemons; Outpost's tests start private
 # instances on loopback instead, so stop the system ones where a service manager runs.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-  systemctl disable --now docker-registry containerd 2>/dev/null || true
+  systemctl disable --now docker-registry containerd nginx 2>/dev/null || true
 fi

@@ -4,7 +4,7 @@
 # 127.0.0.1. Extra arguments go to ctest, for example -L unit or -R Skopeo.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/packaging/install-deps.sh"
-"$root/packaging/build.sh" -DOUTPOST_WERROR=ON
+"$root/packaging/install-deps.sh" --bench
+"$root/packaging/build.sh"
 cd "$root/build"
 ctest --output-on-failure --timeout 600 -j "$(nproc)" "$@"

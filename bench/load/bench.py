@@ -1,0 +1,214 @@
+"""Side-by-side load benchmark of Outpost against nginx and distribution in proxy mode.
+
+Started by bench/load/run.sh, which locates the outpost binary. Every server listens on
+127.0.0.1 and every request goes there. See bench/README.md for the scenarios and method.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import registry_client
+import report
+import scenarios
+import servers
+from processes import BenchError, ProcessGroup
+
+REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TAG = "latest"
+SCENARIO_ORDER = ["warm blob GET", "manifest requests", "cold fan-out"]
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outpost", required=True, help="path of the outpost binary")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, 1 repetition of 1 s: proves every scenario works")
+    parser.add_argument("--out", help="Markdown file for the tables "
+                                      "(default: a new file in the temporary folder)")
+    parser.add_argument("--keep-work", action="store_true",
+                        help="keep the run's folder of configs, logs and data")
+    return parser.parse_args(argv)
+
+
+def _raise_on_signal(signal_number, _frame):
+    raise SystemExit(128 + signal_number)
+
+
+def pick_cpus():
+    """Return (server CPU, client CPU) as taskset lists, or (None, None) on one core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    return str(cores[1]), str(cores[0])
+
+
+def _command_output(argv):
+    try:
+        completed = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError:
+        return "unknown"
+    return (completed.stdout + completed.stderr).strip().splitlines()[0]
+
+
+def describe_machine():
+    model = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory_kib = 0
+    with open("/proc/meminfo", encoding="utf-8") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    return (f"{os.cpu_count()} cores ({model}), {memory_kib / (1 << 20):.1f} GiB memory, "
+            f"Linux {platform.release()}")
+
+
+def describe_commit():
+    commit = _command_output(["git", "-C", REPOSITORY_ROOT, "rev-parse", "HEAD"])
+    status = subprocess.run(["git", "-C", REPOSITORY_ROOT, "status", "--porcelain"],
+                            capture_output=True, text=True, check=False).stdout
+    return commit + (" (with uncommitted changes)" if status.strip() else "")
+
+
+def seed_upstream(upstream_port, settings, files_dir, fan_out_target_count):
+    """Push the warm blobs, an image over them and the cold blobs; write nginx's files.
+
+    Returns (warm digests by size, manifest digest, cold digests).
+    """
+    warm = {}
+    for size in settings.warm_blob_sizes:
+        data = os.urandom(size)
+        digest = registry_client.push_blob(upstream_port, servers.REPOSITORY, data)
+        warm[size] = digest
+        with open(os.path.join(files_dir, digest.split(":")[1]), "wb") as blob_file:
+            blob_file.write(data)
+
+    layers = [(warm[size], size) for size in settings.warm_blob_sizes]
+    manifest_digest, manifest = registry_client.push_image(upstream_port, servers.REPOSITORY,
+                                                           TAG, layers)
+    with open(os.path.join(files_dir, manifest_digest.split(":")[1]), "wb") as manifest_file:
+        manifest_file.write(manifest)
+
+    cold = []
+    for _ in range(settings.cold_blob_count(fan_out_target_count)):
+        data = os.urandom(settings.cold_blob_size)
+        cold.append(registry_client.push_blob(upstream_port, servers.REPOSITORY, data))
+    return warm, manifest_digest, cold
+
+
+def warm_targets(targets, warm_digests, manifest_digest):
+    """GET every warm blob twice and the manifest through each target, checking the bodies.
+
+    The first GET fills a proxy's cache and the second proves the cached copy is served.
+    """
+    accept = {"Accept": registry_client.MANIFEST_ACCEPT}
+    for target in targets:
+        for digest in warm_digests.values():
+            for _ in range(2):
+                registry_client.fetch_and_verify(target.port, target.blob_path(digest), digest)
+        registry_client.fetch_and_verify(target.port, target.manifest_path(manifest_digest),
+                                         manifest_digest, headers=accept)
+        if target.serves_tags:
+            registry_client.fetch_and_verify(target.port, target.manifest_path(TAG),
+                                             manifest_digest, headers=accept)
+        status, _, _ = registry_client.request(target.port, "HEAD",
+                                               target.manifest_path(manifest_digest),
+                                               headers=accept)
+        if status != 200:
+            raise BenchError(f"HEAD of the manifest through {target.name} returned {status}")
+
+
+def run(options, work_dir, group):
+    settings = scenarios.RunSettings(options.quick)
+    server_cpus, client_cpus = pick_cpus()
+    started = datetime.datetime.now(datetime.timezone.utc)
+
+    print("starting the upstream registry", file=sys.stderr)
+    upstream_port, upstream = servers.start_upstream(group, work_dir, client_cpus)
+    files_dir = os.path.join(work_dir, "files")
+    os.makedirs(files_dir)
+    print("seeding the upstream", file=sys.stderr)
+    warm, manifest_digest, cold = seed_upstream(upstream_port, settings, files_dir, 2)
+
+    print("starting outpost, nginx and distribution-proxy", file=sys.stderr)
+    outpost = servers.start_outpost(group, work_dir, options.outpost, upstream_port, server_cpus)
+    nginx = servers.start_nginx(group, work_dir, files_dir, server_cpus)
+    distribution = servers.start_distribution_proxy(group, work_dir, upstream_port, server_cpus)
+    # TODO: add nginx as a caching reverse proxy (proxy_cache) in front of the upstream, the
+    # anchor that the cold fan-out and tag cases still lack.
+    targets = [outpost, nginx, distribution]
+    warm_targets(targets, warm, manifest_digest)
+
+    print("scenario: warm blob GET", file=sys.stderr)
+    samples = scenarios.warm_blob_get(settings, targets, warm, client_cpus)
+    print("scenario: manifest requests", file=sys.stderr)
+    samples += scenarios.manifest_requests(settings, targets, manifest_digest, TAG, client_cpus)
+    print("scenario: cold fan-out", file=sys.stderr)
+    samples += scenarios.cold_fan_out(settings, [outpost, distribution], cold,
+                                      upstream.log_path)
+
+    pinning = (f"servers on CPU {server_cpus}, wrk, ab, fan-out clients and the upstream on CPU "
+               f"{client_cpus}" if server_cpus is not None else "no pinning (one core)")
+    header = [
+        f"## Outpost load benchmark ({'quick' if options.quick else 'full'} run)",
+        "",
+        f"- commit: {describe_commit()}",
+        f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {describe_machine()}",
+        f"- command: `{' '.join(['bench/load/run.sh'] + options.forwarded)}`",
+        f"- repetitions: {settings.repetitions}, load duration: {settings.duration_s} s each; "
+        f"{pinning}",
+        f"- anchors: {_command_output(['nginx', '-v'])}; "
+        f"{_command_output(['docker-registry', '--version'])} in proxy mode",
+        f"- load generators: {_command_output(['wrk', '-v']).split(' Copyright')[0]}; "
+        f"{_command_output(['ab', '-V']).removeprefix('This is ')} for HEAD",
+    ]
+    return report.full_report(header, SCENARIO_ORDER, samples)
+
+
+def main(argv):
+    options = parse_arguments(argv)
+    options.forwarded = [arg for arg in argv if arg not in ("--outpost", options.outpost)]
+    # SIGINT too, because a shell without job control starts background jobs with it ignored.
+    for signal_number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signal_number, _raise_on_signal)
+
+    out_path = options.out
+    if out_path is None:
+        descriptor, out_path = tempfile.mkstemp(prefix="outpost-bench-", suffix=".md")
+        os.close(descriptor)
+    work_dir = tempfile.mkdtemp(prefix="outpost-bench-work-")
+    group = ProcessGroup()
+    try:
+        text = run(options, work_dir, group)
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        if not options.keep_work:
+            print("bench: rerun with --keep-work to keep the logs", file=sys.stderr)
+        return 1
+    finally:
+        group.stop_all()
+        if options.keep_work:
+            print(f"bench: configs, logs and data kept in {work_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    print(text)
+    with open(out_path, "w", encoding="utf-8") as out_file:
+        out_file.write(text)
+    print(f"bench: tables written to {out_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
