@@ -154,7 +154,14 @@ class Connection {
   void processInput();
   void dispatch();
   void rejectRequest(int status, std::string_view message);
+  // The outcome of one send(2) or sendfile(2) call.
+  enum class WriteStep { kSent, kBlocked, kClosed, kIdle };
+
   void flush();
+  WriteStep writeBufferedBytes(uint64_t* sent_now);
+  WriteStep writeFileRange(uint64_t budget, uint64_t* sent_now);
+  WriteStep onWriteError(int error);
+  void countSent(uint64_t bytes, uint64_t* sent_now);
   void completeExchange();
   void updatePollEvents();
   void armTimer(int64_t timeout_ms);
@@ -469,75 +476,87 @@ void Connection::finishExchange() {
   flush();
 }
 
+void Connection::countSent(uint64_t bytes, uint64_t* sent_now) {
+  // Counted at once, before a completion callback can start the next exchange.
+  *sent_now += bytes;
+  exchange_bytes_sent_ += bytes;
+  owner_->server().counters_.bytes_sent.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+Connection::WriteStep Connection::onWriteError(int error) {
+  if (error == EAGAIN || error == EWOULDBLOCK) {
+    write_blocked_ = true;
+    return WriteStep::kBlocked;
+  }
+  close(std::strerror(error));
+  return WriteStep::kClosed;
+}
+
+Connection::WriteStep Connection::writeBufferedBytes(uint64_t* sent_now) {
+  // MSG_MORE keeps a head in the socket until the file range behind it fills the packet.
+  int flags = MSG_NOSIGNAL | (file_.remaining > 0 ? MSG_MORE : 0);
+  ssize_t sent = retryOnEintr([&] {
+    return ::send(fd_, output_.data() + output_sent_, output_.size() - output_sent_, flags);
+  });
+  if (sent < 0) {
+    return onWriteError(errno);
+  }
+  output_sent_ += static_cast<size_t>(sent);
+  countSent(static_cast<uint64_t>(sent), sent_now);
+  if (output_sent_ == output_.size()) {
+    output_.clear();
+    output_sent_ = 0;
+  }
+  return WriteStep::kSent;
+}
+
+Connection::WriteStep Connection::writeFileRange(uint64_t budget, uint64_t* sent_now) {
+  auto offset = static_cast<off_t>(file_.offset);
+  auto chunk = static_cast<size_t>(std::min<uint64_t>(file_.remaining, budget));
+  ssize_t sent = retryOnEintr([&] { return ::sendfile(fd_, file_.fd, &offset, chunk); });
+  if (sent < 0) {
+    return onWriteError(errno);
+  }
+  if (sent == 0) {
+    // The file is shorter than the range it was queued with: the response cannot be
+    // completed with the promised length.
+    log::proxy().error("file ended before its range req={} offset={} remaining={}",
+                       exchange_ ? exchange_->requestId() : "-", file_.offset, file_.remaining);
+    close("file shorter than its range");
+    return WriteStep::kClosed;
+  }
+  file_.offset += static_cast<uint64_t>(sent);
+  file_.remaining -= static_cast<uint64_t>(sent);
+  countSent(static_cast<uint64_t>(sent), sent_now);
+  if (file_.remaining == 0) {
+    auto on_sent = std::move(file_.on_sent);
+    file_ = FileRange{};
+    if (on_sent) {
+      on_sent();  // may queue more bytes, another file range, finish the exchange, or close
+    }
+  }
+  return WriteStep::kSent;
+}
+
 void Connection::flush() {
   if (state_ != State::kHandling || write_blocked_) {
     return;
   }
   uint64_t sent_now = 0;
   while (sent_now < kMaxBytesPerWritableEvent) {
+    WriteStep step = WriteStep::kIdle;
     if (output_sent_ < output_.size()) {
-      int flags = MSG_NOSIGNAL | (file_.remaining > 0 ? MSG_MORE : 0);
-      ssize_t sent = retryOnEintr([&] {
-        return ::send(fd_, output_.data() + output_sent_, output_.size() - output_sent_, flags);
-      });
-      if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          write_blocked_ = true;
-          break;
-        }
-        close(std::strerror(errno));
-        return;
-      }
-      output_sent_ += static_cast<size_t>(sent);
-      sent_now += static_cast<uint64_t>(sent);
-      if (output_sent_ == output_.size()) {
-        output_.clear();
-        output_sent_ = 0;
-      }
-      continue;
+      step = writeBufferedBytes(&sent_now);
+    } else if (file_.remaining > 0) {
+      step = writeFileRange(kMaxBytesPerWritableEvent - sent_now, &sent_now);
     }
-    if (file_.remaining > 0) {
-      auto offset = static_cast<off_t>(file_.offset);
-      size_t chunk = static_cast<size_t>(
-          std::min<uint64_t>(file_.remaining, kMaxBytesPerWritableEvent - sent_now));
-      ssize_t sent = retryOnEintr([&] { return ::sendfile(fd_, file_.fd, &offset, chunk); });
-      if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          write_blocked_ = true;
-          break;
-        }
-        close(std::strerror(errno));
-        return;
-      }
-      if (sent == 0) {
-        // The file is shorter than the range it was queued with: the response cannot be
-        // completed with the promised length.
-        log::proxy().error("file ended before its range req={} offset={} remaining={}",
-                           exchange_ ? exchange_->requestId() : "-", file_.offset,
-                           file_.remaining);
-        close("file shorter than its range");
-        return;
-      }
-      file_.offset += static_cast<uint64_t>(sent);
-      file_.remaining -= static_cast<uint64_t>(sent);
-      sent_now += static_cast<uint64_t>(sent);
-      if (file_.remaining == 0) {
-        auto on_sent = std::move(file_.on_sent);
-        file_ = FileRange{};
-        if (on_sent) {
-          on_sent();  // may queue more bytes, another file range, or finish the exchange
-        }
-        if (state_ != State::kHandling) {
-          return;
-        }
-      }
-      continue;
+    if (step == WriteStep::kClosed || state_ != State::kHandling) {
+      return;
     }
-    break;
+    if (step != WriteStep::kSent) {
+      break;
+    }
   }
-  owner_->server().counters_.bytes_sent.fetch_add(sent_now, std::memory_order_relaxed);
-  exchange_bytes_sent_ += sent_now;
-
   bool drained = output_.empty() && file_.remaining == 0;
   if (drained && exchange_finished_) {
     completeExchange();

@@ -69,12 +69,7 @@ class BlobStreamingTest : public ::testing::Test {
     upstream_.setResource(upstream_path_, blob_);
     upstream_.setFault(UpstreamFault::kSlowBody);
 
-    OutpostOptions options;
-    OutpostRemote remote;
-    remote.name = "upstream";
-    remote.url = upstream_.url();
-    remote.hosts = {upstream_.hostPort()};
-    options.remotes = {remote};
+    OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
     OUTPOST_ASSERT_OK_AND_ASSIGN(outpost_, OutpostServer::start(options));
     path_ = "/v2/upstream/team/app/blobs/" + digest_;
   }
@@ -177,8 +172,7 @@ TEST(FullDiskTest, DownloadFailsCleanlyWhenDiskFills) {
   upstream.setResource("/v2/team/app/blobs/" + big_digest, big);
   upstream.setResource("/v2/team/app/blobs/" + small_digest, small);
 
-  OutpostOptions on_tmpfs;
-  on_tmpfs.remotes = {OutpostRemote{"upstream", upstream.url(), {upstream.hostPort()}}};
+  OutpostOptions on_tmpfs = optionsForUpstream(upstream.url(), upstream.hostPort());
   on_tmpfs.data_dir = mount_point.path() + "/data";
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto outpost, OutpostServer::start(on_tmpfs));
 

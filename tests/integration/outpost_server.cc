@@ -21,6 +21,16 @@ std::string yamlList(const std::vector<std::string>& items) {
 
 }  // namespace
 
+OutpostOptions optionsForUpstream(const std::string& url, const std::string& host_port) {
+  OutpostRemote remote;
+  remote.name = "upstream";
+  remote.url = url;
+  remote.hosts = {host_port};
+  OutpostOptions options;
+  options.remotes = {remote};
+  return options;
+}
+
 OutpostServer::OutpostServer(PrivateTag, OutpostOptions options, TempDir dir)
     : options_(std::move(options)), dir_(std::move(dir)) {}
 

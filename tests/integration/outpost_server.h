@@ -41,6 +41,10 @@ struct OutpostOptions {
   std::string data_dir;
 };
 
+// Options with one remote named "upstream" for the registry at `url` (reached by `host_port`
+// through ?ns= too), the usual shape of a test.
+OutpostOptions optionsForUpstream(const std::string& url, const std::string& host_port);
+
 class OutpostServer {
   struct PrivateTag {
     explicit PrivateTag() = default;

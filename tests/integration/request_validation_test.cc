@@ -39,12 +39,8 @@ class RequestValidationTest : public ::testing::Test {
     upstream_.setResource("/v2/team/app/manifests/" + wrong_digest_, manifest_,
                           std::string(kOciManifestType));
 
-    OutpostOptions options;
-    OutpostRemote remote;
-    remote.name = "upstream";
-    remote.url = upstream_.url();
-    remote.hosts = {upstream_.hostPort(), "registry.example.test"};
-    options.remotes = {remote};
+    OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
+    options.remotes[0].hosts.push_back("registry.example.test");
     OUTPOST_ASSERT_OK_AND_ASSIGN(outpost_, OutpostServer::start(options));
   }
 

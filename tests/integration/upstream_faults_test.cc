@@ -22,12 +22,7 @@ class UpstreamFaultTest : public ::testing::Test {
     blob_path_ = "/v2/team/app/blobs/" + digest_;
     upstream_.setResource(blob_path_, blob_);
 
-    OutpostOptions options;
-    OutpostRemote remote;
-    remote.name = "upstream";
-    remote.url = upstream_.url();
-    remote.hosts = {upstream_.hostPort()};
-    options.remotes = {remote};
+    OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
     options.max_retries = 1;
     // A short backoff, so that one test's failures do not mark the remote down for the next
     // request for long.
