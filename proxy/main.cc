@@ -2,6 +2,7 @@
 //
 //   outpost serve --config FILE     run the registry until SIGTERM or SIGINT
 //   outpost check-config --config FILE
+//   outpost fsck --config FILE [--repair] [--verify-digests]
 //   outpost version
 #include <CLI/CLI.hpp>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include "proxy/http_server.h"
 #include "proxy/registry_service.h"
 #include "storage/blob_store.h"
+#include "storage/fsck.h"
 #include "storage/index.h"
 
 namespace outpost {
@@ -174,6 +176,40 @@ int checkConfig(const std::string& config_path) {
   return 0;
 }
 
+// Exit status of `outpost fsck`, also listed in its --help.
+constexpr int kFsckClean = 0;
+constexpr int kFsckFindingsRemain = 1;
+constexpr int kFsckCannotRun = 2;
+
+int fsck(const std::string& config_path, bool repair, bool verify_digests) {
+  Expected<proxy::Config> config = proxy::loadConfig(config_path);
+  if (!config) {
+    std::fprintf(stderr, "outpost: %s\n", std::string(config.status().message()).c_str());
+    return kFsckCannotRun;
+  }
+  // Only warnings and errors go to standard error, so the report on standard output stays alone.
+  if (!log::setup("warn")) {
+    std::fprintf(stderr, "outpost: logging setup failed\n");
+    return kFsckCannotRun;
+  }
+
+  storage::FsckOptions options;
+  options.repair = repair;
+  options.verify_digests = verify_digests;
+  Expected<storage::FsckReport> report =
+      storage::runFsck(config->storage.data_dir, options, [](const storage::FsckFinding& finding) {
+        std::printf("%s\n", storage::formatFsckFinding(finding).c_str());
+      });
+  if (!report) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "outpost: fsck of %s failed: %s\n", config->storage.data_dir.c_str(),
+                 report.status().toString().c_str());
+    return kFsckCannotRun;
+  }
+  std::printf("%s\n", storage::formatFsckSummary(*report).c_str());
+  return report->isClean() ? kFsckClean : kFsckFindingsRemain;
+}
+
 }  // namespace
 }  // namespace outpost
 
@@ -196,6 +232,27 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::ExistingFile);
 
+  bool repair = false;
+  bool verify_digests = false;
+  CLI::App* fsck = app.add_subcommand(
+      "fsck",
+      "Check that the blob index matches the blob files in storage.data_dir and print one line "
+      "per finding. Stop the server on that data_dir first: fsck cannot open a locked index");
+  fsck->add_option("-c,--config", config_path, "Configuration file (YAML)")
+      ->capture_default_str()
+      ->check(CLI::ExistingFile);
+  fsck->add_flag("--repair", repair,
+                 "Repair the findings: delete index entries without files, index valid unindexed "
+                 "files, and move damaged and stray files to <data_dir>/quarantine/ (never "
+                 "deletes a file)");
+  fsck->add_flag("--verify-digests", verify_digests,
+                 "Also hash every indexed blob file and compare it with its digest. Reads every "
+                 "byte of the store, so it is slow on a large one");
+  fsck->footer(
+      "Exit status: 0 when nothing was found or everything found was repaired, 1 when findings "
+      "remain or a file could not be read, 2 on a usage or configuration error or when the "
+      "index cannot be opened.");
+
   CLI::App* version = app.add_subcommand("version", "Print the version and exit");
 
   bool is_known_command = false;
@@ -207,13 +264,21 @@ int main(int argc, char** argv) {
                  argv[1]);
     return 2;
   }
-  CLI11_PARSE(app, argc, argv);
+  // A usage error exits with 2, like the unknown command above. --help and --version exit 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : 2;
+  }
 
   if (serve->parsed()) {
     return outpost::serve(config_path, log_level);
   }
   if (check->parsed()) {
     return outpost::checkConfig(config_path);
+  }
+  if (fsck->parsed()) {
+    return outpost::fsck(config_path, repair, verify_digests);
   }
   if (version->parsed()) {
     std::printf("outpost %s\n", outpost::kVersion);

@@ -229,6 +229,39 @@ Status Index::deleteBlob(const Digest& digest) {
   return fromRocksStatus("deleting blob record failed digest=" + digest.str(), status);
 }
 
+Status Index::forEachBlob(
+    const std::function<bool(const Digest&, const BlobRecord&)>& fn,
+    const std::function<void(std::string_view key, const Status&)>& on_damaged) const {
+  auto report_damaged = [&on_damaged](std::string_view key, const Status& reason) {
+    if (on_damaged) {
+      on_damaged(key, reason);
+      return;
+    }
+    log::storage().error("damaged blob record skipped key={} error={}", key, reason.toString());
+  };
+
+  // A RocksDB iterator reads from an implicit snapshot, so writes made by `fn` do not disturb it.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kBlobs]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    Expected<Digest> digest = Digest::parse(key);
+    if (!digest) {
+      report_damaged(key, corruption("blob record key is not a digest: " +
+                                     std::string(digest.status().message())));
+      continue;
+    }
+    Expected<BlobRecord> record = decodeBlobRecord(it->value().ToStringView());
+    if (!record) {
+      report_damaged(key, record.status());
+      continue;
+    }
+    if (!fn(*digest, *record)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus("iterating blob records failed", it->status());
+}
+
 Status Index::putManifest(const Digest& digest, const ManifestRecord& record) {
   OUTPOST_RETURN_IF_ERROR(checkRecordString("manifest media type", record.media_type));
   return writeSynced(kManifests, digest.str(), encodeManifestRecord(record));

@@ -25,6 +25,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -63,6 +64,14 @@ class Index {
   Expected<BlobRecord> getBlob(const Digest& digest) const;  // kNotFound
   // Deleting an absent record is OK.
   Status deleteBlob(const Digest& digest);
+  // Calls `fn` for each blob record in key order until it returns false, reading from a snapshot
+  // taken at the call, so `fn` may put and delete blob records. A record whose key is not a
+  // digest or whose value does not decode goes to `on_damaged` with the raw key and the reason,
+  // or is logged and skipped when `on_damaged` is empty. Fails when the iteration itself fails.
+  // BLOCKING: reads the whole column family from the disk.
+  Status forEachBlob(
+      const std::function<bool(const Digest&, const BlobRecord&)>& fn,
+      const std::function<void(std::string_view key, const Status&)>& on_damaged = {}) const;
 
   Status putManifest(const Digest& digest, const ManifestRecord& record);
   Expected<ManifestRecord> getManifest(const Digest& digest) const;  // kNotFound
