@@ -35,7 +35,7 @@ class RunSettings:
         self.warm_blob_sizes = [1 * MIB] if quick else [1 * MIB, 64 * MIB]
         self.warm_blob_connections = [1] if quick else [1, 16]
         self.manifest_connections = [1] if quick else [1, 64]
-        self.fan_out_clients = [1, 3] if quick else [1, 10]
+        self.fan_out_clients = [1, 3] if quick else [1, 10, 100]
         self.cold_blob_size = 1 * MIB if quick else 16 * MIB
 
     def cold_blob_count(self, fan_out_target_count):
