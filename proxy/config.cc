@@ -15,6 +15,7 @@
 #include "base/ascii.h"
 #include "base/unique_fd.h"
 #include "proxy/grammar.h"
+#include "storage/scrubber.h"
 
 namespace outpost::proxy {
 namespace {
@@ -332,7 +333,8 @@ class ConfigReader {
   }
 
   Status readStorage(const YAML::Node& node, StorageConfig* storage) const {
-    OUTPOST_RETURN_IF_ERROR(checkKeys(node, "storage", {"data_dir"}));
+    OUTPOST_RETURN_IF_ERROR(checkKeys(node, "storage",
+                                      {"data_dir", "scrub_bytes_per_second", "scrub_interval"}));
     bool is_set = false;
     std::string data_dir;
     OUTPOST_RETURN_IF_ERROR(readString(node, "storage", "data_dir", &data_dir, &is_set));
@@ -343,7 +345,11 @@ class ConfigReader {
       storage->data_dir = data_dir;
     }
     storage->data_dir = (base_dir_ / storage->data_dir).lexically_normal().string();
-    return Status::ok();
+
+    OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "scrub_bytes_per_second", 0,
+                                          static_cast<int64_t>(storage::kMaxScrubBytesPerSecond),
+                                          &storage->scrub_bytes_per_second));
+    return readDuration(node, "storage", "scrub_interval", 0, &storage->scrub_interval_ms);
   }
 
   static Status readLog(const YAML::Node& node, LogConfig* log) {

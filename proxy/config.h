@@ -85,6 +85,11 @@ struct StorageConfig {
   // Folder of blobs, the index and upload sessions. loadConfig makes it absolute, and
   // parseConfig resolves it against its `base_dir` argument.
   std::string data_dir = "data";
+  // Read rate of the background scrub, which re-hashes every stored blob to find damage on
+  // disk. 0 turns the scrub off.
+  uint64_t scrub_bytes_per_second = uint64_t{8} << 20;
+  // Wait between the end of one scrub pass and the start of the next.
+  int64_t scrub_interval_ms = int64_t{24} * 60 * 60 * 1000;
 };
 
 struct LogConfig {

@@ -20,6 +20,7 @@
 #include "storage/blob_store.h"
 #include "storage/fsck.h"
 #include "storage/index.h"
+#include "storage/scrubber.h"
 
 namespace outpost {
 namespace {
@@ -95,6 +96,16 @@ int serve(const std::string& config_path, const std::string& log_level_override)
     return 1;
   }
 
+  // Declared before the service, whose /metrics reads its counters, so that it outlives it. It
+  // reads the index and the store, so it is stopped before they close.
+  std::unique_ptr<storage::Scrubber> scrubber;
+  if (config->storage.scrub_bytes_per_second > 0) {
+    storage::ScrubOptions scrub_options;
+    scrub_options.bytes_per_second = config->storage.scrub_bytes_per_second;
+    scrub_options.pass_interval_ms = config->storage.scrub_interval_ms;
+    scrubber = std::make_unique<storage::Scrubber>(**index, **store, scrub_options);
+  }
+
   int loop_count = loopCount(*config);
   std::vector<std::unique_ptr<proxy::EventLoop>> loops;
   std::vector<proxy::EventLoop*> loop_pointers;
@@ -120,6 +131,9 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   server.setCompletionObserver(
       [&service](const proxy::Exchange& exchange) { service.onExchangeComplete(exchange); });
   service.setServerCounters(&server.counters());
+  if (scrubber) {
+    service.metrics().setScrubCounters(&scrubber->counters());
+  }
   if (Status status = server.bind(); !status.isOk()) {
     log::proxy().critical("listen failed address={}:{} error=\"{}\"", options.host, options.port,
                           status.toString());
@@ -131,6 +145,13 @@ int serve(const std::string& config_path, const std::string& log_level_override)
     raw->start([&service, raw] { service.startLoop(*raw); });
   }
   server.start();
+  if (scrubber) {
+    if (Status status = scrubber->start(); !status.isOk()) {
+      log::storage().error("scrub failed to start error=\"{}\"", status.toString());
+    }
+  } else {
+    log::storage().info("scrub off because storage.scrub_bytes_per_second is 0");
+  }
   log::proxy().info("outpost listening address={}:{} loops={} data_dir={} remotes={}",
                     options.host, server.port(), loop_count, data_dir.string(),
                     config->remotes.size());
@@ -138,6 +159,9 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   int signal_number = waitForStopSignal(stop_signals);
   log::proxy().info("stopping signal={} grace_ms={}", signal_number,
                     config->server.shutdown_grace_ms);
+  if (scrubber) {
+    scrubber->stop();
+  }
 
   std::promise<void> drained;
   server.shutdown(config->server.shutdown_grace_ms, [&drained] { drained.set_value(); });

@@ -41,6 +41,25 @@ RemoteCounters& Metrics::addRemote(std::string_view name) {
   return *remotes_.back();
 }
 
+void Metrics::appendScrubCounters(std::string& out) const {
+  static const storage::ScrubCounters kNoScrub;
+  const storage::ScrubCounters& scrub = scrub_counters_ ? *scrub_counters_ : kNoScrub;
+  appendCounter(out, "outpost_scrub_bytes_verified_total",
+                "Blob bytes read and hashed by the background scrub.",
+                scrub.bytes_verified.load());
+  appendCounter(out, "outpost_scrub_blobs_verified_total",
+                "Blobs the background scrub found intact.", scrub.blobs_verified.load());
+  appendCounter(out, "outpost_scrub_corrupt_removed_total",
+                "Blobs the background scrub removed for a size or digest mismatch.",
+                scrub.corrupt_removed.load());
+  appendCounter(out, "outpost_scrub_missing_removed_total",
+                "Index entries the background scrub removed because the blob file was missing.",
+                scrub.missing_removed.load());
+  appendCounter(out, "outpost_scrub_passes_total",
+                "Background scrub passes that checked every indexed blob.",
+                scrub.passes_completed.load());
+}
+
 std::string Metrics::render(const ServerCounters& server) const {
   std::string out;
   out.reserve(8192);
@@ -83,6 +102,8 @@ std::string Metrics::render(const ServerCounters& server) const {
   out.append("# TYPE outpost_connections_open gauge\n");
   fmt::format_to(std::back_inserter(out), "outpost_connections_open {}\n",
                  server.connections_open.load());
+
+  appendScrubCounters(out);
 
   out.append("# HELP outpost_upstream_requests_total Requests sent to upstream registries.\n");
   out.append("# TYPE outpost_upstream_requests_total counter\n");

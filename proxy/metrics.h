@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "proxy/http_server.h"
+#include "storage/scrubber.h"
 
 namespace outpost::proxy {
 
@@ -44,6 +45,10 @@ class Metrics {
   // Registers a remote; the returned counters live as long as this object.
   RemoteCounters& addRemote(std::string_view name);
 
+  // Adds the background scrub's counters to render(). Until then, or with nullptr when the
+  // scrub is off, they render as 0. `counters` must outlive this object.
+  void setScrubCounters(const storage::ScrubCounters* counters) { scrub_counters_ = counters; }
+
   // Renders every counter, with the server's connection and byte counters.
   std::string render(const ServerCounters& server) const;
 
@@ -52,8 +57,12 @@ class Metrics {
                                                     400, 401, 403, 404, 405, 408, 413, 416,
                                                     429, 431, 500, 502, 503, 504};
   static constexpr size_t kOtherStatus = kStatuses.size();
+
+  void appendScrubCounters(std::string& out) const;
+
   std::array<std::array<std::atomic<uint64_t>, kStatuses.size() + 1>, kRouteCount> requests_{};
   std::vector<std::unique_ptr<RemoteCounters>> remotes_;
+  const storage::ScrubCounters* scrub_counters_ = nullptr;
 };
 
 }  // namespace outpost::proxy

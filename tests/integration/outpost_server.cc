@@ -52,7 +52,7 @@ Expected<std::unique_ptr<OutpostServer>> OutpostServer::start(OutpostOptions opt
        << "  down_backoff: " << opts.down_backoff << "\n"
        << "  max_retries: " << opts.max_retries << "\n"
        << "storage:\n  data_dir: " << server->data_dir_ << "\n"
-       << "log:\n  level: " << opts.log_level << "\n";
+       << opts.storage_yaml << "log:\n  level: " << opts.log_level << "\n";
   if (!opts.default_repository.empty()) {
     yaml << "default_repository: " << opts.default_repository << "\n";
   }

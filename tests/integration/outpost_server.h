@@ -39,6 +39,9 @@ struct OutpostOptions {
   std::string log_level = "debug";
   // Empty: a folder inside the server's temporary folder.
   std::string data_dir;
+  // More keys of the storage section, as YAML lines indented by two spaces, each ending in a
+  // newline ("  scrub_interval: 100ms\n").
+  std::string storage_yaml;
 };
 
 // Options with one remote named "upstream" for the registry at `url` (reached by `host_port`

@@ -73,6 +73,8 @@ TEST(ConfigTest, DefaultsWithMinimalConfig) {
   EXPECT_EQ(config->upstream.max_connections_per_host, 16);
 
   EXPECT_EQ(config->storage.data_dir, "/etc/outpost/data");
+  EXPECT_EQ(config->storage.scrub_bytes_per_second, 8388608u);
+  EXPECT_EQ(config->storage.scrub_interval_ms, 86400000);
   EXPECT_EQ(config->log.level, "info");
   EXPECT_EQ(config->default_repository, "hub");
 
@@ -111,6 +113,8 @@ upstream:
   max_connections_per_host: 1
 storage:
   data_dir: /var/lib/outpost
+  scrub_bytes_per_second: 1048576
+  scrub_interval: 90m
 log:
   level: debug
 default_repository: second
@@ -148,6 +152,8 @@ remotes:
   EXPECT_EQ(config->upstream.max_connections_per_host, 1);
 
   EXPECT_EQ(config->storage.data_dir, "/var/lib/outpost");
+  EXPECT_EQ(config->storage.scrub_bytes_per_second, 1048576u);
+  EXPECT_EQ(config->storage.scrub_interval_ms, 5400000);
   EXPECT_EQ(config->log.level, "debug");
   EXPECT_EQ(config->default_repository, "second");
 
@@ -292,6 +298,21 @@ TEST(ConfigTest, RejectsInvalidValues) {
       // storage and log
       {"empty data dir", withRemote("storage:\n  data_dir: \"\"\n"),
        "storage.data_dir: must not be empty"},
+      {"unknown storage key", withRemote("storage:\n  scrub_rate: 1\n"),
+       "storage.scrub_rate: unknown key"},
+      {"negative scrub rate", withRemote("storage:\n  scrub_bytes_per_second: -1\n"),
+       R"(storage.scrub_bytes_per_second: "-1" is not a whole number from 0 to 1099511627776)"},
+      {"scrub rate above maximum",
+       withRemote("storage:\n  scrub_bytes_per_second: 1099511627777\n"),
+       R"(storage.scrub_bytes_per_second: "1099511627777" is not a whole number)"},
+      {"scrub rate with unit", withRemote("storage:\n  scrub_bytes_per_second: 8MiB\n"),
+       R"(storage.scrub_bytes_per_second: "8MiB" is not a whole number)"},
+      {"scrub interval without unit", withRemote("storage:\n  scrub_interval: 24\n"),
+       R"(storage.scrub_interval: "24" has no unit)"},
+      {"scrub interval in days", withRemote("storage:\n  scrub_interval: 1d\n"),
+       R"(storage.scrub_interval: "1d" has an unknown unit)"},
+      {"negative scrub interval", withRemote("storage:\n  scrub_interval: -1h\n"),
+       R"(storage.scrub_interval: "-1h" is not a duration)"},
       {"unknown log level", withRemote("log:\n  level: verbose\n"),
        R"(log.level: "verbose" is not a log level)"},
 
@@ -411,6 +432,16 @@ TEST(ConfigTest, RejectsInvalidValues) {
         << "message: " << config.status().message()
         << "\nexpected start: " << test_case.expected_message_start;
   }
+}
+
+TEST(ConfigTest, ZeroScrubValuesAccepted) {
+  // A rate of 0 turns the scrub off, and an interval of 0s starts the next pass without a wait.
+  const Expected<Config> config =
+      parse(withRemote("storage:\n  scrub_bytes_per_second: 0\n  scrub_interval: 0s\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+
+  EXPECT_EQ(config->storage.scrub_bytes_per_second, 0u);
+  EXPECT_EQ(config->storage.scrub_interval_ms, 0);
 }
 
 TEST(ConfigTest, AcceptsBooleanSpellings) {
@@ -603,6 +634,8 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
   EXPECT_EQ(shipped->upstream.max_connections_per_host,
             defaults->upstream.max_connections_per_host);
   EXPECT_EQ(shipped->storage.data_dir, defaults->storage.data_dir);
+  EXPECT_EQ(shipped->storage.scrub_bytes_per_second, defaults->storage.scrub_bytes_per_second);
+  EXPECT_EQ(shipped->storage.scrub_interval_ms, defaults->storage.scrub_interval_ms);
   EXPECT_EQ(shipped->log.level, defaults->log.level);
   EXPECT_EQ(shipped->default_repository, defaults->default_repository);
   EXPECT_EQ(shipped->remotes[0].tag_ttl_ms, defaults->remotes[0].tag_ttl_ms);

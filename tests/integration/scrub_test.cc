@@ -1,0 +1,102 @@
+// The background scrub: a cached blob damaged on disk is removed, and the next request fetches
+// it from the upstream again.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "base/digest.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/outpost_server.h"
+#include "tests/integration/scripted_upstream.h"
+
+namespace outpost::integration {
+namespace {
+
+// Real time the test waits for a scrub pass to find the damage.
+constexpr auto kScrubTimeout = std::chrono::seconds(20);
+
+class ScrubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    OUTPOST_ASSERT_OK(upstream_.start());
+    blob_ = randomBytes(1u << 20, 7);
+    digest_ = sha256Of(blob_).str();
+    blob_path_ = "/v2/team/app/blobs/" + digest_;
+    upstream_.setResource(blob_path_, blob_);
+
+    OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
+    // With a 0s interval, passes start 1 s apart (the minimum), so that damage is found within
+    // about a second.
+    options.storage_yaml = "  scrub_bytes_per_second: 67108864\n  scrub_interval: 0s\n";
+    OUTPOST_ASSERT_OK_AND_ASSIGN(outpost_, OutpostServer::start(options));
+    blob_url_ = outpost_->url() + "/v2/upstream/team/app/blobs/" + digest_;
+  }
+
+  void TearDown() override {
+    if (HasFailure() && outpost_) {
+      std::cerr << "--- outpost log ---\n" << outpost_->logTail() << "\n";
+    }
+  }
+
+  std::string storedPath() const {
+    std::string hex = digest_.substr(7);
+    return outpost_->dataDir() + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
+  }
+
+  // Polls `name` on /metrics until it reaches `expected` or kScrubTimeout passes, and returns
+  // the last value read.
+  uint64_t waitForMetric(const std::string& name, uint64_t expected) const {
+    auto deadline = std::chrono::steady_clock::now() + kScrubTimeout;
+    uint64_t value = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+      Expected<uint64_t> read = outpost_->metric(name);
+      value = read ? *read : 0;
+      if (value >= expected) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return value;
+  }
+
+  ScriptedUpstream upstream_;
+  std::unique_ptr<OutpostServer> outpost_;
+  std::string blob_;
+  std::string digest_;
+  std::string blob_path_;
+  std::string blob_url_;
+};
+
+TEST_F(ScrubTest, DamagedBlobFetchedAgain) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult first, httpGet(blob_url_));
+  ASSERT_EQ(first.status, 200);
+  ASSERT_TRUE(waitForFile(storedPath()));
+  ASSERT_GE(waitForMetric("outpost_scrub_blobs_verified_total", 1), 1u)
+      << "the scrub never verified the intact blob";
+  EXPECT_EQ(upstream_.requestCount(blob_path_), 1u);
+
+  // Flips one byte in place, as a failing disk would, keeping the file's size.
+  {
+    std::fstream file(storedPath(), std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(file.is_open()) << storedPath();
+    file.seekp(static_cast<std::streamoff>(blob_.size() / 2));
+    file.put(static_cast<char>(blob_[blob_.size() / 2] ^ 0x01));
+  }
+
+  EXPECT_EQ(waitForMetric("outpost_scrub_corrupt_removed_total", 1), 1u);
+  EXPECT_FALSE(std::filesystem::exists(storedPath()));
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult again, httpGet(blob_url_));
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.body.size(), blob_.size());
+  EXPECT_TRUE(again.body == blob_) << "the damaged bytes were served";
+  EXPECT_EQ(upstream_.requestCount(blob_path_), 2u);
+  EXPECT_TRUE(waitForFile(storedPath()));
+}
+
+}  // namespace
+}  // namespace outpost::integration
