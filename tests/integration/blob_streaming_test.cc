@@ -80,10 +80,7 @@ class BlobStreamingTest : public ::testing::Test {
     }
   }
 
-  std::string storedPath() const {
-    std::string hex = digest_.substr(7);
-    return outpost_->dataDir() + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
-  }
+  std::string storedPath() const { return outpost_->storedBlobPath(digest_); }
 
   ScriptedUpstream upstream_;
   std::unique_ptr<OutpostServer> outpost_;
@@ -190,9 +187,7 @@ TEST(FullDiskTest, DownloadFailsCleanlyWhenDiskFills) {
     EXPECT_TRUE(failed->status != 200 || failed->body.size() < big.size())
         << "status " << failed->status;
   }
-  std::string hex = big_digest.substr(7);
-  EXPECT_FALSE(std::filesystem::exists(on_tmpfs.data_dir + "/blobs/sha256/" + hex.substr(0, 2) +
-                                       "/" + hex));
+  EXPECT_FALSE(std::filesystem::exists(outpost->storedBlobPath(big_digest)));
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult health, httpGet(outpost->url() + "/healthz"));
   EXPECT_EQ(health.status, 200);
   // The space of the failed download is back: a small blob still fits.

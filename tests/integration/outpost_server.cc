@@ -87,6 +87,11 @@ Status OutpostServer::launch() {
   return Status::ok();
 }
 
+std::string OutpostServer::storedBlobPath(const std::string& digest) const {
+  std::string hex = digest.substr(digest.find(':') + 1);
+  return data_dir_ + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
+}
+
 std::string OutpostServer::hostPort() const { return "127.0.0.1:" + std::to_string(port_); }
 
 RegistryEndpoint OutpostServer::endpoint() const {

@@ -64,6 +64,8 @@ class OutpostServer {
   std::string url() const { return "http://" + hostPort(); }
   RegistryEndpoint endpoint() const;
   const std::string& dataDir() const { return data_dir_; }
+  // Where a committed blob lives: <data_dir>/blobs/sha256/<2 hex>/<hex>, for "sha256:<hex>".
+  std::string storedBlobPath(const std::string& digest) const;
   pid_t pid() const { return process_ ? process_->pid() : -1; }
 
   // Sends SIGTERM and waits; returns the exit description ("exited with code 0").

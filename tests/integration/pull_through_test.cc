@@ -305,7 +305,7 @@ TEST_F(PullThroughTest, CorruptUpstreamBlobIsNeverCached) {
   if (corrupt) {
     EXPECT_LT(corrupt->body.size(), original.size());
   }
-  std::string stored = outpost_->dataDir() + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
+  std::string stored = outpost_->storedBlobPath(layer.digest);
   EXPECT_FALSE(std::filesystem::exists(stored));
   OUTPOST_ASSERT_OK_AND_ASSIGN(uint64_t failed, outpost_->metric("outpost_downloads_failed_total"));
   EXPECT_EQ(failed, 1u);

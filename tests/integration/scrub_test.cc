@@ -42,10 +42,7 @@ class ScrubTest : public ::testing::Test {
     }
   }
 
-  std::string storedPath() const {
-    std::string hex = digest_.substr(7);
-    return outpost_->dataDir() + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
-  }
+  std::string storedPath() const { return outpost_->storedBlobPath(digest_); }
 
   // Polls `name` on /metrics until it reaches `expected` or kScrubTimeout passes, and returns
   // the last value read.

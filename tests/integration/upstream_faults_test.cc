@@ -37,10 +37,7 @@ class UpstreamFaultTest : public ::testing::Test {
     }
   }
 
-  std::string storedPath() const {
-    std::string hex = digest_.substr(7);
-    return outpost_->dataDir() + "/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
-  }
+  std::string storedPath() const { return outpost_->storedBlobPath(digest_); }
 
   size_t temporaryFileCount() const {
     size_t count = 0;

@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "storage/blob_store.h"
+#include "tests/storage/indexed_blob.h"
 #include "tests/storage/temp_folder.h"
 
 namespace outpost::storage {
@@ -45,16 +46,7 @@ class FsckTest : public ::testing::Test {
 
   // Commits `content` through BlobStore and indexes it, as the server does.
   Digest addBlob(std::string_view content) {
-    Digest digest = sha256Of(content);
-    Expected<std::unique_ptr<BlobWriter>> writer = store_->createWriter();
-    EXPECT_TRUE(writer) << writer.status().toString();
-    Status appended = (*writer)->append(content);
-    EXPECT_TRUE(appended.isOk()) << appended.toString();
-    Status committed = store_->commit(**writer, digest);
-    EXPECT_TRUE(committed.isOk()) << committed.toString();
-    Status put = index_->putBlob(digest, BlobRecord{content.size(), 1000, 2000});
-    EXPECT_TRUE(put.isOk()) << put.toString();
-    return digest;
+    return testing::addIndexedBlob(*store_, *index_, content);
   }
 
   // Runs fsck and returns its findings. The report goes to last_report_.
