@@ -5,8 +5,8 @@
 //   algorithm ::= [a-z0-9]+ ([+._-] [a-z0-9]+)*
 //   encoded   ::= [a-zA-Z0-9=_-]+
 // Outpost stores and verifies sha256 (64 lower-case hex) and sha512 (128 lower-case hex).
-// A digest of another, well-formed algorithm parses with kUnsupportedAlgorithm so that the
-// registry can answer DIGEST_INVALID / UNSUPPORTED rather than NAME_INVALID.
+// A well-formed digest of another algorithm fails with kOutOfRange rather than
+// kInvalidArgument, so that callers can tell "unsupported" from "malformed".
 #pragma once
 
 #include <openssl/evp.h>

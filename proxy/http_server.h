@@ -30,13 +30,13 @@ namespace outpost::proxy {
 class Connection;
 class LoopServer;
 
-// What the cache did for a request, for the access log and metrics.
+// The cache outcome of a request, for the access log and metrics.
 enum class CacheOutcome { kNone, kHit, kMiss, kFillJoined, kStale, kUpstreamError };
 std::string_view cacheOutcomeName(CacheOutcome outcome);
 
-// One request and its response. The handler holds it through a shared_ptr across
-// asynchronous steps; once the connection has closed, isOpen() turns false, every response
-// call becomes a no-op, and the abort callback runs once.
+// One request and its response. The handler keeps it in a shared_ptr across asynchronous
+// steps. Once the connection has closed, isOpen() turns false, every response call becomes a
+// no-op, and the abort callback runs once.
 class Exchange {
  public:
   Exchange(Connection* connection, const HttpRequest* request, std::string request_id,

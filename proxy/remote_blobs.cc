@@ -278,7 +278,7 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
   }
   context_.metrics->cache_misses.fetch_add(1, std::memory_order_relaxed);
   if (exchange->isHead()) {
-    // A running download knows the size; otherwise ask the upstream without downloading.
+    // A running download has the size; otherwise ask the upstream without downloading.
     if (std::shared_ptr<cache::BlobFill> fill = context_.fills->find(digest)) {
       exchange->setOutcome(CacheOutcome::kFillJoined);
       std::make_shared<FillReader>(*this, exchange, std::move(fill))->start();

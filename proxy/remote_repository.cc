@@ -37,7 +37,7 @@ std::string_view mediaTypeOf(std::string_view content_type) {
   return type;
 }
 
-// Whether a tag cached as `media_type` may answer a client with `accept`. Registries match
+// Whether a tag cached as `media_type` may be served to a client with `accept`. Registries match
 // manifest types by exact name; a client that sends no Accept gets a Docker v2s2 manifest.
 bool isServable(const AcceptList& accept, std::string_view media_type) {
   if (accept.acceptsExplicitly(media_type)) {
@@ -46,9 +46,9 @@ bool isServable(const AcceptList& accept, std::string_view media_type) {
   return accept.empty() && media_type == kDockerManifestV2;
 }
 
-// Whether an upstream response for this client is the tag's full representation: a client
-// that names both index types gets the index itself, while a narrower client may get one
-// platform's manifest in its place (distribution does that for manifest lists).
+// Whether an upstream response for this client is the tag's full representation. A client
+// that names both index types gets the index itself. A narrower client may get one platform's
+// manifest in its place, as distribution does for manifest lists.
 bool acceptsEveryIndexType(const AcceptList& accept) {
   return accept.acceptsExplicitly(kOciImageIndex) && accept.acceptsExplicitly(kDockerManifestList);
 }
@@ -439,7 +439,8 @@ void RemoteRepository::completeManifestFetch(const std::string& key, const std::
   result->body = std::move(fetched.body);
   result->has_body = true;
 
-  // Store, then answer every waiter: a request arriving after that finds the index filled.
+  // Store, then respond to every waiter, so that a request arriving afterwards finds the
+  // index filled.
   storage::Index* index = context_.index;
   int64_t now_ms = context_.clock->nowMs();
   std::string remote = config_.name;

@@ -132,7 +132,7 @@ int RequestParser::onBody(llhttp_t* parser, const char* at, size_t length) {
 
 int RequestParser::onMessageComplete(llhttp_t* parser) {
   parserOf(parser)->is_complete_ = true;
-  // Stop after one request so that pipelined ones wait until this one is answered.
+  // Stop after one request so that pipelined ones wait until this one has its response.
   return HPE_PAUSED;
 }
 

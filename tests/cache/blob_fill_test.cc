@@ -102,6 +102,7 @@ TEST_F(BlobFillTest, CommittedFillKeepsReadableDescriptor) {
 TEST_F(BlobFillTest, RegistryMakesOneFillForConcurrentJoins) {
   FillRegistry registry;
   Digest digest = sha256Of("shared");
+
   std::atomic<int> made{0};
   std::atomic<int> leaders{0};
   std::vector<std::thread> threads;
@@ -124,6 +125,7 @@ TEST_F(BlobFillTest, RegistryMakesOneFillForConcurrentJoins) {
   for (auto& thread : threads) {
     thread.join();
   }
+
   EXPECT_EQ(made.load(), 1);
   EXPECT_EQ(leaders.load(), 1);
   for (const auto& fill : seen) {

@@ -13,6 +13,7 @@
 #include "base/unique_fd.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/outpost_server.h"
+#include "tests/integration/scripted_blob_test.h"
 #include "tests/integration/scripted_upstream.h"
 
 namespace outpost::integration {
@@ -58,40 +59,18 @@ Expected<PartialRead> startGet(const std::string& host_port, const std::string& 
   }
 }
 
-class BlobStreamingTest : public ::testing::Test {
+class BlobStreamingTest : public ScriptedBlobTest {
  protected:
   void SetUp() override {
-    OUTPOST_ASSERT_OK(upstream_.start());
     // 4 MiB at 64 KiB per 10 ms: the download takes about 0.6 s.
-    blob_ = randomBytes(4u << 20, 2);
-    digest_ = sha256Of(blob_).str();
-    upstream_path_ = "/v2/team/app/blobs/" + digest_;
-    upstream_.setResource(upstream_path_, blob_);
+    startWithBlob(4u << 20, 2);
     upstream_.setFault(UpstreamFault::kSlowBody);
-
-    OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
-    OUTPOST_ASSERT_OK_AND_ASSIGN(outpost_, OutpostServer::start(options));
-    path_ = "/v2/upstream/team/app/blobs/" + digest_;
   }
-
-  void TearDown() override {
-    if (HasFailure() && outpost_) {
-      std::cerr << "--- outpost log ---\n" << outpost_->logTail() << "\n";
-    }
-  }
-
-  std::string storedPath() const { return outpost_->storedBlobPath(digest_); }
-
-  ScriptedUpstream upstream_;
-  std::unique_ptr<OutpostServer> outpost_;
-  std::string blob_;
-  std::string digest_;
-  std::string upstream_path_;
-  std::string path_;
 };
 
 TEST_F(BlobStreamingTest, FirstClientGetsBytesBeforeDownloadEnds) {
-  OUTPOST_ASSERT_OK_AND_ASSIGN(PartialRead first, startGet(outpost_->hostPort(), path_, 1));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(PartialRead first,
+                               startGet(outpost_->hostPort(), outpost_path_, 1));
   EXPECT_NE(first.head.find("200 OK"), std::string::npos) << first.head;
   EXPECT_NE(first.head.find("Content-Length: " + std::to_string(blob_.size())),
             std::string::npos)
@@ -103,7 +82,7 @@ TEST_F(BlobStreamingTest, FirstClientGetsBytesBeforeDownloadEnds) {
 TEST_F(BlobStreamingTest, LateJoinersAndRangesShareOneDownload) {
   std::string full_body;
   std::thread first([&] {
-    Expected<HttpResult> result = httpGet(outpost_->url() + path_);
+    Expected<HttpResult> result = httpGet(blob_url_);
     full_body = result ? result->body : "";
   });
   // Join while the download runs: a whole GET, a range in the middle, and a HEAD.
@@ -114,11 +93,11 @@ TEST_F(BlobStreamingTest, LateJoinersAndRangesShareOneDownload) {
   Expected<HttpResult> late = unavailable("not run");
   Expected<HttpResult> ranged = unavailable("not run");
   Expected<HttpResult> head = unavailable("not run");
-  std::thread late_client([&] { late = httpGet(outpost_->url() + path_); });
+  std::thread late_client([&] { late = httpGet(blob_url_); });
   std::thread ranged_client([&] {
-    ranged = httpGet(outpost_->url() + path_, {{"Range", "bytes=3000000-3099999"}});
+    ranged = httpGet(blob_url_, {{"Range", "bytes=3000000-3099999"}});
   });
-  std::thread head_client([&] { head = httpHead(outpost_->url() + path_); });
+  std::thread head_client([&] { head = httpHead(blob_url_); });
   late_client.join();
   ranged_client.join();
   head_client.join();
@@ -145,11 +124,11 @@ TEST_F(BlobStreamingTest, LateJoinersAndRangesShareOneDownload) {
 TEST_F(BlobStreamingTest, ClientLeavingDoesNotStopDownload) {
   {
     OUTPOST_ASSERT_OK_AND_ASSIGN(PartialRead leaving,
-                                 startGet(outpost_->hostPort(), path_, 64 * 1024));
+                                 startGet(outpost_->hostPort(), outpost_path_, 64 * 1024));
     EXPECT_GT(leaving.body_bytes, 0u);
   }  // the socket closes here, mid-body
   EXPECT_TRUE(waitForFile(storedPath()));
-  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult later, httpGet(outpost_->url() + path_));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult later, httpGet(blob_url_));
   EXPECT_TRUE(later.body == blob_);
   EXPECT_EQ(upstream_.requestCount(upstream_path_), 1u);
 }

@@ -11,6 +11,7 @@
 #include "base/digest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/outpost_server.h"
+#include "tests/integration/scripted_blob_test.h"
 #include "tests/integration/scripted_upstream.h"
 
 namespace outpost::integration {
@@ -19,30 +20,15 @@ namespace {
 // Real time the test waits for a scrub pass to find the damage.
 constexpr auto kScrubTimeout = std::chrono::seconds(20);
 
-class ScrubTest : public ::testing::Test {
+class ScrubTest : public ScriptedBlobTest {
  protected:
   void SetUp() override {
-    OUTPOST_ASSERT_OK(upstream_.start());
-    blob_ = randomBytes(1u << 20, 7);
-    digest_ = sha256Of(blob_).str();
-    blob_path_ = "/v2/team/app/blobs/" + digest_;
-    upstream_.setResource(blob_path_, blob_);
-
-    OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
-    // With a 0s interval, passes start 1 s apart (the minimum), so that damage is found within
-    // about a second.
-    options.storage_yaml = "  scrub_bytes_per_second: 67108864\n  scrub_interval: 0s\n";
-    OUTPOST_ASSERT_OK_AND_ASSIGN(outpost_, OutpostServer::start(options));
-    blob_url_ = outpost_->url() + "/v2/upstream/team/app/blobs/" + digest_;
+    startWithBlob(1u << 20, 7, [](OutpostOptions& options) {
+      // With a 0s interval, passes start 1 s apart (the minimum), so that damage is found
+      // within about a second.
+      options.storage_yaml = "  scrub_bytes_per_second: 67108864\n  scrub_interval: 0s\n";
+    });
   }
-
-  void TearDown() override {
-    if (HasFailure() && outpost_) {
-      std::cerr << "--- outpost log ---\n" << outpost_->logTail() << "\n";
-    }
-  }
-
-  std::string storedPath() const { return outpost_->storedBlobPath(digest_); }
 
   // Polls `name` on /metrics until it reaches `expected` or kScrubTimeout passes, and returns
   // the last value read.
@@ -59,13 +45,6 @@ class ScrubTest : public ::testing::Test {
     }
     return value;
   }
-
-  ScriptedUpstream upstream_;
-  std::unique_ptr<OutpostServer> outpost_;
-  std::string blob_;
-  std::string digest_;
-  std::string blob_path_;
-  std::string blob_url_;
 };
 
 TEST_F(ScrubTest, DamagedBlobFetchedAgain) {
@@ -74,7 +53,7 @@ TEST_F(ScrubTest, DamagedBlobFetchedAgain) {
   ASSERT_TRUE(waitForFile(storedPath()));
   ASSERT_GE(waitForMetric("outpost_scrub_blobs_verified_total", 1), 1u)
       << "the scrub never verified the intact blob";
-  EXPECT_EQ(upstream_.requestCount(blob_path_), 1u);
+  EXPECT_EQ(upstream_.requestCount(upstream_path_), 1u);
 
   // Flips one byte in place, as a failing disk would, keeping the file's size.
   {
@@ -91,7 +70,7 @@ TEST_F(ScrubTest, DamagedBlobFetchedAgain) {
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.body.size(), blob_.size());
   EXPECT_TRUE(again.body == blob_) << "the damaged bytes were served";
-  EXPECT_EQ(upstream_.requestCount(blob_path_), 2u);
+  EXPECT_EQ(upstream_.requestCount(upstream_path_), 2u);
   EXPECT_TRUE(waitForFile(storedPath()));
 }
 

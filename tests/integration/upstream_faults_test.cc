@@ -8,36 +8,22 @@
 #include "base/digest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/outpost_server.h"
+#include "tests/integration/scripted_blob_test.h"
 #include "tests/integration/scripted_upstream.h"
 
 namespace outpost::integration {
 namespace {
 
-class UpstreamFaultTest : public ::testing::Test {
+class UpstreamFaultTest : public ScriptedBlobTest {
  protected:
   void SetUp() override {
-    OUTPOST_ASSERT_OK(upstream_.start());
-    blob_ = randomBytes(3u << 20, 1);
-    digest_ = sha256Of(blob_).str();
-    blob_path_ = "/v2/team/app/blobs/" + digest_;
-    upstream_.setResource(blob_path_, blob_);
-
-    OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
-    options.max_retries = 1;
-    // A short backoff, so that one test's failures do not mark the remote down for the next
-    // request for long.
-    options.down_backoff = "1s";
-    OUTPOST_ASSERT_OK_AND_ASSIGN(outpost_, OutpostServer::start(options));
-    blob_url_ = outpost_->url() + "/v2/upstream/team/app/blobs/" + digest_;
+    startWithBlob(3u << 20, 1, [](OutpostOptions& options) {
+      options.max_retries = 1;
+      // A short backoff, so that one test's failures do not mark the remote down for the
+      // next request for long.
+      options.down_backoff = "1s";
+    });
   }
-
-  void TearDown() override {
-    if (HasFailure() && outpost_) {
-      std::cerr << "--- outpost log ---\n" << outpost_->logTail() << "\n";
-    }
-  }
-
-  std::string storedPath() const { return outpost_->storedBlobPath(digest_); }
 
   size_t temporaryFileCount() const {
     size_t count = 0;
@@ -64,13 +50,6 @@ class UpstreamFaultTest : public ::testing::Test {
     EXPECT_TRUE(healthy.body == blob_);
     EXPECT_TRUE(waitForFile(storedPath()));
   }
-
-  ScriptedUpstream upstream_;
-  std::unique_ptr<OutpostServer> outpost_;
-  std::string blob_;
-  std::string digest_;
-  std::string blob_path_;
-  std::string blob_url_;
 };
 
 TEST_F(UpstreamFaultTest, BodyCutOffLeavesNothingInCache) {
@@ -101,7 +80,7 @@ TEST_F(UpstreamFaultTest, Upstream503BecomesClearError) {
   EXPECT_NE(result.body.find("UNAVAILABLE"), std::string::npos) << result.body;
   EXPECT_NE(result.body.find("upstream"), std::string::npos) << result.body;
   // The upstream client retried once before giving up.
-  EXPECT_EQ(upstream_.requestCount(blob_path_), 2u);
+  EXPECT_EQ(upstream_.requestCount(upstream_path_), 2u);
   expectNothingKeptThenRecovery();
 }
 
@@ -127,7 +106,7 @@ TEST_F(UpstreamFaultTest, CachedBlobServedWithRangesAndWithoutUpstream) {
   ASSERT_EQ(first.status, 200);
   ASSERT_TRUE(waitForFile(storedPath()));
   upstream_.setFault(UpstreamFault::kStatus503);
-  size_t requests_before = upstream_.requestCount(blob_path_);
+  size_t requests_before = upstream_.requestCount(upstream_path_);
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult head, httpHead(blob_url_));
   EXPECT_EQ(head.status, 200);
@@ -169,7 +148,7 @@ TEST_F(UpstreamFaultTest, CachedBlobServedWithRangesAndWithoutUpstream) {
       EXPECT_TRUE(ranged.body == blob_.substr(range_case.first, range_case.length));
     }
   }
-  EXPECT_EQ(upstream_.requestCount(blob_path_), requests_before);
+  EXPECT_EQ(upstream_.requestCount(upstream_path_), requests_before);
 }
 
 TEST_F(UpstreamFaultTest, RestartKeepsCacheAndRemovesTemporaryFiles) {
