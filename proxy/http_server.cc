@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <random>
+#include <span>
 
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -93,6 +95,9 @@ class LoopServer {
   HttpServer& server() { return *server_; }
   EventLoop& loop() { return *loop_; }
   RequestIdGenerator& ids() { return ids_; }
+  // Scratch space for recv(2), shared by the loop's connections: a connection keeps only the
+  // bytes it has not parsed yet, so an idle connection holds no read buffer.
+  std::span<char> readBuffer() { return {read_buffer_.get(), kReadChunkBytes}; }
   const ServerOptions& options() const { return server_->options_; }
   bool isShuttingDown() const { return shutting_down_; }
 
@@ -113,6 +118,7 @@ class LoopServer {
   uint32_t max_connections_;
   std::vector<Connection*> connections_;
   RequestIdGenerator ids_;
+  std::unique_ptr<char[]> read_buffer_ = std::make_unique_for_overwrite<char[]>(kReadChunkBytes);
   bool accepting_ = false;
   bool shutting_down_ = false;
   int handles_open_ = 0;
@@ -131,7 +137,9 @@ class Connection {
   void closeIfIdle();
   bool isIdle() const { return state_ == State::kReading && !has_partial_request_; }
 
-  // Exchange side.
+  // Exchange side. While the handler runs inside dispatch(), queued bytes wait for its return,
+  // so that a head and its body leave in one send(2) and a head ahead of a file carries
+  // MSG_MORE; later calls (a download in progress, say) send at once.
   void queueBytes(std::string_view bytes);
   void queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset, uint64_t length,
                  std::function<void()> on_sent);
@@ -189,6 +197,7 @@ class Connection {
   size_t output_sent_ = 0;
   FileRange file_;
   bool write_blocked_ = false;
+  bool dispatching_ = false;
 };
 
 // ----- Exchange -------------------------------------------------------------------------
@@ -370,25 +379,23 @@ void Connection::onPoll(uv_poll_t* handle, int status, int events) {
 }
 
 void Connection::readAvailable() {
+  std::span<char> buffer = owner_->readBuffer();
   while (state_ != State::kClosing && input_.size() < owner_->options().max_header_bytes * 2) {
-    size_t old_size = input_.size();
-    input_.resize(old_size + kReadChunkBytes);
     ssize_t received =
-        retryOnEintr([&] { return ::recv(fd_, input_.data() + old_size, kReadChunkBytes, 0); });
+        retryOnEintr([&] { return ::recv(fd_, buffer.data(), buffer.size(), 0); });
     if (received < 0) {
-      input_.resize(old_size);
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         break;
       }
       close(std::strerror(errno));
       return;
     }
-    input_.resize(old_size + static_cast<size_t>(received));
     if (received == 0) {
       peer_closed_ = true;
       break;
     }
-    if (static_cast<size_t>(received) < kReadChunkBytes) {
+    input_.append(buffer.data(), static_cast<size_t>(received));
+    if (static_cast<size_t>(received) < buffer.size()) {
       break;
     }
   }
@@ -438,7 +445,10 @@ void Connection::dispatch() {
   output_sent_ = 0;
 
   auto exchange = exchange_;
+  dispatching_ = true;
   owner_->server().handler_(exchange);
+  dispatching_ = false;
+  flush();
 }
 
 void Connection::rejectRequest(int status, std::string_view message) {
@@ -462,18 +472,24 @@ void Connection::rejectRequest(int status, std::string_view message) {
 
 void Connection::queueBytes(std::string_view bytes) {
   output_.append(bytes);
-  flush();
+  if (!dispatching_) {
+    flush();
+  }
 }
 
 void Connection::queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset,
                            uint64_t length, std::function<void()> on_sent) {
   file_ = FileRange{std::move(owner), fd, offset, length, std::move(on_sent)};
-  flush();
+  if (!dispatching_) {
+    flush();
+  }
 }
 
 void Connection::finishExchange() {
   exchange_finished_ = true;
-  flush();
+  if (!dispatching_) {
+    flush();
+  }
 }
 
 void Connection::countSent(uint64_t bytes, uint64_t* sent_now) {
