@@ -13,6 +13,7 @@ namespace outpost::log {
 // Creates the loggers "proxy", "cache", "storage" and "access" writing to standard error at
 // `level` ("trace", "debug", "info", "warn", "error"). Safe to call again; later calls only
 // change the level. Returns false for an unknown level name, leaving the level unchanged.
+// Lines are written in batches: at once for warnings and errors, otherwise within a second.
 bool setup(std::string_view level);
 
 // The logger of each folder. Each works before setup() too, at level info.
