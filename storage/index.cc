@@ -196,17 +196,141 @@ Expected<std::string> Index::readValue(ColumnFamily family, std::string_view key
   return value;
 }
 
-Status Index::writeSynced(ColumnFamily family, std::string_view key, std::string_view value) {
+void Index::Batch::add(ColumnFamily family, std::string key, std::string value) {
+  ++put_count_;
+  if (!first_failure_.isOk()) {
+    // The batch is rejected already, so the record would never be written.
+    return;
+  }
+  has_blob_ = has_blob_ || family == kBlobs;
+  entries_.push_back(Entry{family, std::move(key), std::move(value)});
+}
+
+void Index::Batch::reject(Status reason) {
+  if (first_failure_.isOk()) {
+    first_failure_ = std::move(reason);
+    first_failure_position_ = put_count_;
+    // The records collected so far will never be written, so their memory is freed now.
+    entries_.clear();
+    entries_.shrink_to_fit();
+  }
+  ++put_count_;
+}
+
+void Index::Batch::putBlob(const Digest& digest, const BlobRecord& record) {
+  add(kBlobs, digest.str(), encodeBlobRecord(record));
+}
+
+void Index::Batch::putManifest(const Digest& digest, const ManifestRecord& record) {
+  if (Status checked = checkRecordString("manifest media type", record.media_type);
+      !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kManifests, digest.str(), encodeManifestRecord(record));
+}
+
+void Index::Batch::putTag(std::string_view repository, std::string_view name, std::string_view tag,
+                          const TagRecord& record) {
+  Status checked = checkTagKey(repository, name, tag);
+  if (checked.isOk()) {
+    checked = checkRecordString("tag media type", record.media_type);
+  }
+  if (checked.isOk() && !Digest::parse(record.digest)) {
+    checked = invalidArgument("tag record digest is invalid digest=" + record.digest +
+                              tagLogFields(repository, name, tag));
+  }
+  if (!checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kTags, tagKey(repository, name, tag), encodeTagRecord(record));
+}
+
+void Index::Batch::putLink(std::string_view repository, const Digest& digest) {
+  if (Status checked = checkKeyComponent("repository key", repository); !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kLinks, linkKey(repository, digest), std::string(1, static_cast<char>(kIndexRecordVersion)));
+}
+
+Status Index::Batch::rejection() const {
+  if (put_count_ == 1) {
+    return first_failure_;
+  }
+  return invalidArgument(std::string(first_failure_.message()) +
+                         " entry=" + std::to_string(first_failure_position_) +
+                         " entries=" + std::to_string(put_count_));
+}
+
+Status Index::toWriteBatch(const Batch& batch, rocksdb::WriteBatch* out) const {
+  for (const Batch::Entry& entry : batch.entries_) {
+    rocksdb::Status added =
+        out->Put(handles_[entry.family], toSlice(entry.key), toSlice(entry.value));
+    if (!added.ok()) {
+      return fromRocksStatus(
+          std::string("adding ") + kColumnFamilyNames[entry.family] + " record to batch failed",
+          added);
+    }
+  }
+  return Status::ok();
+}
+
+Status Index::write(Batch&& batch_to_take, WriteMode mode) {
+  // Taken by exchange so that the caller's batch is empty afterwards, ready for reuse.
+  Batch batch = std::exchange(batch_to_take, Batch());
+  if (!batch.first_failure_.isOk()) {
+    return batch.rejection();
+  }
+  if (batch.entries_.empty()) {
+    return Status::ok();
+  }
+  rocksdb::WriteBatch rocks_batch;
+  OUTPOST_RETURN_IF_ERROR(toWriteBatch(batch, &rocks_batch));
+
   rocksdb::WriteOptions options;
-  options.sync = true;
-  rocksdb::Status status = db_->Put(options, handles_[family], toSlice(key), toSlice(value));
-  return fromRocksStatus(std::string("writing ") + kColumnFamilyNames[family] + " record failed",
+  options.sync = mode == WriteMode::kSynced;
+  std::unique_lock blob_lock(blob_write_mutex_, std::defer_lock);
+  if (batch.has_blob_) {
+    blob_lock.lock();
+  }
+  rocksdb::Status status = db_->Write(options, &rocks_batch);
+  if (batch.entries_.size() == 1) {
+    return fromRocksStatus(
+        std::string("writing ") + kColumnFamilyNames[batch.entries_[0].family] + " record failed",
+        status);
+  }
+  return fromRocksStatus("writing batch failed entries=" + std::to_string(batch.entries_.size()),
                          status);
 }
 
+Status Index::flushMemtables() {
+  std::vector<rocksdb::ColumnFamilyHandle*> handles(handles_.begin(), handles_.end());
+  rocksdb::FlushOptions options;
+  options.wait = true;
+  return fromRocksStatus("flushing index memtables failed path=" + dir_.string(),
+                         db_->Flush(options, handles));
+}
+
+Status Index::compactAll() {
+  rocksdb::CompactRangeOptions options;
+  // Rewrites the bottom level too, so that each column family ends as one sorted run.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (size_t family = 0; family < kColumnFamilyCount; ++family) {
+    rocksdb::Status status = db_->CompactRange(options, handles_[family], nullptr, nullptr);
+    if (!status.ok()) {
+      return fromRocksStatus(
+          std::string("compacting ") + kColumnFamilyNames[family] + " records failed", status);
+    }
+  }
+  return Status::ok();
+}
+
 Status Index::putBlob(const Digest& digest, const BlobRecord& record) {
-  std::lock_guard lock(blob_write_mutex_);
-  return writeSynced(kBlobs, digest.str(), encodeBlobRecord(record));
+  Batch batch;
+  batch.putBlob(digest, record);
+  return write(std::move(batch), WriteMode::kSynced);
 }
 
 Expected<BlobRecord> Index::getBlob(const Digest& digest) const {
@@ -263,8 +387,9 @@ Status Index::forEachBlob(
 }
 
 Status Index::putManifest(const Digest& digest, const ManifestRecord& record) {
-  OUTPOST_RETURN_IF_ERROR(checkRecordString("manifest media type", record.media_type));
-  return writeSynced(kManifests, digest.str(), encodeManifestRecord(record));
+  Batch batch;
+  batch.putManifest(digest, record);
+  return write(std::move(batch), WriteMode::kSynced);
 }
 
 Expected<ManifestRecord> Index::getManifest(const Digest& digest) const {
@@ -281,13 +406,9 @@ Expected<ManifestRecord> Index::getManifest(const Digest& digest) const {
 
 Status Index::putTag(std::string_view repository, std::string_view name, std::string_view tag,
                      const TagRecord& record) {
-  OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
-  OUTPOST_RETURN_IF_ERROR(checkRecordString("tag media type", record.media_type));
-  if (!Digest::parse(record.digest)) {
-    return invalidArgument("tag record digest is invalid digest=" + record.digest +
-                           tagLogFields(repository, name, tag));
-  }
-  return writeSynced(kTags, tagKey(repository, name, tag), encodeTagRecord(record));
+  Batch batch;
+  batch.putTag(repository, name, tag, record);
+  return write(std::move(batch), WriteMode::kSynced);
 }
 
 Expected<TagRecord> Index::getTag(std::string_view repository, std::string_view name,
@@ -337,9 +458,9 @@ Expected<std::vector<std::string>> Index::listTags(std::string_view repository,
 }
 
 Status Index::putLink(std::string_view repository, const Digest& digest) {
-  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("repository key", repository));
-  const char version = static_cast<char>(kIndexRecordVersion);
-  return writeSynced(kLinks, linkKey(repository, digest), std::string_view(&version, 1));
+  Batch batch;
+  batch.putLink(repository, digest);
+  return write(std::move(batch), WriteMode::kSynced);
 }
 
 bool Index::hasLink(std::string_view repository, const Digest& digest) const {

@@ -45,10 +45,64 @@ namespace outpost::storage {
 // BLOCKING: putBlob, deleteBlob, putManifest, putTag and putLink are synced writes
 // (WriteOptions::sync), because the rest of the system depends on them after a crash. Each can
 // wait on the disk for milliseconds, so they belong on a worker thread, never on an event loop.
-// Reads wait for no sync but may read from the disk on a block cache miss. touchBlob never
-// touches the disk.
+// write(), flushMemtables() and compactAll() block on the disk too. Reads wait for no sync but
+// may read from the disk on a block cache miss. touchBlob never touches the disk.
 class Index {
+ private:
+  enum ColumnFamily : size_t { kBlobs = 0, kManifests, kTags, kLinks, kColumnFamilyCount };
+
  public:
+  enum class WriteMode {
+    // Returns after the write-ahead log is fsynced, so the records survive a power loss.
+    kSynced,
+    // Returns once the records are in the write-ahead log in the page cache: they survive a
+    // crash of the process but not of the machine, until a later synced write or
+    // flushMemtables().
+    kUnsynced,
+  };
+
+  // Puts of blob, manifest, tag and link records, collected to be applied together by
+  // Index::write. Each put checks its input and encodes its record as the single-record call of
+  // the same name does. A put that fails those checks rejects the whole batch: write() then
+  // returns that failure and writes nothing. Not thread-safe. One thread fills a batch and hands
+  // it to write().
+  class Batch {
+   public:
+    void putBlob(const Digest& digest, const BlobRecord& record);
+    void putManifest(const Digest& digest, const ManifestRecord& record);
+    void putTag(std::string_view repository, std::string_view name, std::string_view tag,
+                const TagRecord& record);
+    void putLink(std::string_view repository, const Digest& digest);
+
+    // Puts made so far, a rejected one included.
+    size_t size() const { return put_count_; }
+    bool empty() const { return put_count_ == 0; }
+    // OK, or why the first rejected put was rejected (kInvalidArgument).
+    const Status& status() const { return first_failure_; }
+
+   private:
+    friend class Index;
+
+    struct Entry {
+      ColumnFamily family;
+      std::string key;
+      std::string value;
+    };
+
+    void add(ColumnFamily family, std::string key, std::string value);
+    void reject(Status reason);
+    // The status write() returns for a rejected batch: first_failure_, with its position when
+    // the batch contains more than one put.
+    Status rejection() const;
+
+    std::vector<Entry> entries_;
+    size_t put_count_ = 0;
+    // Position among the puts of the first rejected one, valid when first_failure_ is set.
+    size_t first_failure_position_ = 0;
+    Status first_failure_;
+    bool has_blob_ = false;
+  };
+
   // Opens or creates the database in `dir`, creating the folder and missing column families.
   static Expected<std::unique_ptr<Index>> open(const std::filesystem::path& dir);
 
@@ -92,6 +146,24 @@ class Index {
   // False when absent, and also when the read fails (the failure is logged).
   bool hasLink(std::string_view repository, const Digest& digest) const;
 
+  // Applies every put of `batch` atomically, as one RocksDB WriteBatch: after a crash either
+  // all of them are in the index or none is. A later put of the same key wins over an earlier
+  // one. kInvalidArgument, with nothing written, when the batch rejected a put. The message
+  // then names the put's position, counted from 0, when the batch contains more than one. An
+  // empty batch writes nothing and returns OK. Leaves `batch` empty, ready for more puts.
+  Status write(Batch&& batch, WriteMode mode);
+
+  // Writes the memtables of every column family into table files and waits until they are on
+  // the disk, so that unsynced writes made before it are durable and the next open replays no
+  // write-ahead log. Meant for the end of a bulk load, since it costs a table file per column
+  // family that contains records.
+  Status flushMemtables();
+
+  // Compacts every column family into one sorted run at its bottom level and waits until done.
+  // After a bulk load, it leaves no compaction pending that would run once the server starts.
+  // Meant for the end of a bulk load, since it rewrites the whole index.
+  Status compactAll();
+
   // Records in memory that the blob was read at `now_ms`. Cheap enough for an event loop: it
   // takes a mutex and touches a hash map, and keeps the latest time per digest.
   void touchBlob(const Digest& digest, int64_t now_ms);
@@ -103,7 +175,6 @@ class Index {
   Status flushAccessTimes();
 
  private:
-  enum ColumnFamily : size_t { kBlobs = 0, kManifests, kTags, kLinks, kColumnFamilyCount };
   using Handles = std::array<rocksdb::ColumnFamilyHandle*, kColumnFamilyCount>;
 
   // Lets open() call the public constructor through std::make_unique while other code cannot.
@@ -119,7 +190,8 @@ class Index {
  private:
   // Reads `key` from `family`. kNotFound when absent.
   Expected<std::string> readValue(ColumnFamily family, std::string_view key) const;
-  Status writeSynced(ColumnFamily family, std::string_view key, std::string_view value);
+  // Adds the puts of `batch` to `out`.
+  Status toWriteBatch(const Batch& batch, rocksdb::WriteBatch* out) const;
   // Writes `access_ms` (digest text to time) into the blob records in one batch.
   Status writeAccessTimes(const std::unordered_map<std::string, int64_t>& access_ms);
 
@@ -127,8 +199,9 @@ class Index {
   Handles handles_{};
   std::filesystem::path dir_;
 
-  // Serializes the read-modify-write of blob records in flushAccessTimes with putBlob and
-  // deleteBlob, so that a flush never overwrites a newer record or recreates a deleted one.
+  // Serializes the read-modify-write of blob records in flushAccessTimes with deleteBlob and
+  // with writes of batches that put a blob, so that a flush never overwrites a newer record or
+  // recreates a deleted one.
   std::mutex blob_write_mutex_;
 
   std::mutex pending_mutex_;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -379,6 +380,241 @@ TEST_F(IndexTest, CorruptValuesReturnCorruption) {
   // A flush skips the damaged blob record instead of failing for every later touch.
   index_->touchBlob(kLayer, 100);
   EXPECT_TRUE(index_->flushAccessTimes().isOk());
+}
+
+// Puts one record of each kind for image `i`: a blob, a manifest, a link and a tag.
+void putImage(Index::Batch& batch, int i) {
+  const std::string suffix = std::to_string(i);
+  const Digest manifest = sha256Of("manifest " + suffix);
+  batch.putBlob(sha256Of("layer " + suffix), {.size = 100u + i, .created_ms = i});
+  batch.putManifest(manifest, {.media_type = "m", .body = "{\"n\":" + suffix + "}"});
+  batch.putLink("dockerhub", manifest);
+  batch.putTag("dockerhub", "library/app", "v" + suffix,
+               {.digest = manifest.str(), .media_type = "m", .confirmed_ms = i});
+}
+
+TEST_F(IndexTest, BatchVisibleAfterWrite) {
+  constexpr int kImages = 3;
+  for (Index::WriteMode mode : {Index::WriteMode::kSynced, Index::WriteMode::kUnsynced}) {
+    SCOPED_TRACE(mode == Index::WriteMode::kSynced ? "synced" : "unsynced");
+    reopen();
+    Index::Batch batch;
+    for (int i = 0; i < kImages; ++i) {
+      putImage(batch, i);
+    }
+    EXPECT_EQ(batch.size(), 4u * kImages);
+
+    Status written = index_->write(std::move(batch), mode);
+
+    ASSERT_TRUE(written.isOk()) << written.toString();
+    for (int i = 0; i < kImages; ++i) {
+      const std::string suffix = std::to_string(i);
+      const Digest manifest = sha256Of("manifest " + suffix);
+      Expected<BlobRecord> blob = index_->getBlob(sha256Of("layer " + suffix));
+      ASSERT_TRUE(blob) << blob.status().toString();
+      EXPECT_EQ(blob->size, 100u + i);
+      Expected<ManifestRecord> read = index_->getManifest(manifest);
+      ASSERT_TRUE(read) << read.status().toString();
+      EXPECT_EQ(read->body, "{\"n\":" + suffix + "}");
+      EXPECT_TRUE(index_->hasLink("dockerhub", manifest)) << suffix;
+      Expected<TagRecord> tag = index_->getTag("dockerhub", "library/app", "v" + suffix);
+      ASSERT_TRUE(tag) << tag.status().toString();
+      EXPECT_EQ(tag->digest, manifest.str());
+    }
+  }
+}
+
+TEST_F(IndexTest, BatchLaterPutWins) {
+  Index::Batch batch;
+  batch.putBlob(kLayer, {.size = 1});
+  batch.putBlob(kLayer, {.size = 2});
+
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  Expected<BlobRecord> read = index_->getBlob(kLayer);
+  ASSERT_TRUE(read) << read.status().toString();
+  EXPECT_EQ(read->size, 2u);
+}
+
+TEST_F(IndexTest, EmptyBatchWritesNothing) {
+  Index::Batch batch;
+  EXPECT_TRUE(batch.empty());
+
+  Status written = index_->write(std::move(batch), Index::WriteMode::kSynced);
+
+  EXPECT_TRUE(written.isOk()) << written.toString();
+}
+
+TEST_F(IndexTest, InvalidPutRejectsWholeBatch) {
+  const std::string long_media_type(kMaxRecordStringBytes + 1, 'a');
+  const TagRecord valid_tag{.digest = kAlpineManifest.str()};
+  struct Case {
+    const char* name;
+    std::function<void(Index::Batch&)> put;
+  };
+  const std::vector<Case> cases = {
+      {"empty tag", [&](Index::Batch& b) { b.putTag("dockerhub", "library/x", "", valid_tag); }},
+      {"NUL in image name",
+       [&](Index::Batch& b) { b.putTag("dockerhub", "library\0x"s, "latest", valid_tag); }},
+      {"invalid tag digest",
+       [](Index::Batch& b) { b.putTag("dockerhub", "library/x", "latest", {.digest = "md5:0"}); }},
+      {"oversized tag media type",
+       [&](Index::Batch& b) {
+         b.putTag("dockerhub", "library/x", "latest",
+                  {.digest = kAlpineManifest.str(), .media_type = long_media_type});
+       }},
+      {"oversized manifest media type",
+       [&](Index::Batch& b) { b.putManifest(kAlpineManifest, {.media_type = long_media_type}); }},
+      {"empty link repository", [](Index::Batch& b) { b.putLink("", kLayer); }},
+      {"NUL in link repository", [](Index::Batch& b) { b.putLink("docker\0hub"s, kLayer); }},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    Index::Batch batch;
+    putImage(batch, 0);
+    test_case.put(batch);
+    putImage(batch, 1);
+    EXPECT_EQ(batch.status().code(), StatusCode::kInvalidArgument) << batch.status().toString();
+
+    Status written = index_->write(std::move(batch), Index::WriteMode::kSynced);
+
+    EXPECT_EQ(written.code(), StatusCode::kInvalidArgument) << written.toString();
+    EXPECT_NE(written.message().find("entry=4 entries=9"), std::string_view::npos)
+        << written.toString();
+    for (int i : {0, 1}) {
+      const std::string suffix = std::to_string(i);
+      Status blob = index_->getBlob(sha256Of("layer " + suffix)).status();
+      EXPECT_EQ(blob.code(), StatusCode::kNotFound) << suffix << " " << blob.toString();
+      Status manifest = index_->getManifest(sha256Of("manifest " + suffix)).status();
+      EXPECT_EQ(manifest.code(), StatusCode::kNotFound) << suffix << " " << manifest.toString();
+      EXPECT_FALSE(index_->hasLink("dockerhub", sha256Of("manifest " + suffix))) << suffix;
+      Status tag = index_->getTag("dockerhub", "library/app", "v" + suffix).status();
+      EXPECT_EQ(tag.code(), StatusCode::kNotFound) << suffix << " " << tag.toString();
+    }
+    EXPECT_EQ(index_->getManifest(kAlpineManifest).status().code(), StatusCode::kNotFound);
+  }
+}
+
+TEST_F(IndexTest, BatchKeepsFirstRejection) {
+  Index::Batch batch;
+  batch.putLink("", kLayer);
+  batch.putTag("dockerhub", "library/x", "latest", {.digest = "latest"});
+
+  EXPECT_EQ(batch.size(), 2u);
+  EXPECT_NE(batch.status().message().find("repository key is empty"), std::string_view::npos)
+      << batch.status().toString();
+}
+
+TEST_F(IndexTest, SingleRejectedPutKeepsItsMessage) {
+  Status put = index_->putLink("", kLayer);
+
+  EXPECT_EQ(put.code(), StatusCode::kInvalidArgument) << put.toString();
+  EXPECT_EQ(put.message(), "repository key is empty");
+}
+
+// Returns how many table files (*.sst) the index folder `folder` contains.
+int countTableFiles(const std::filesystem::path& folder) {
+  int count = 0;
+  for (const std::filesystem::directory_entry& entry :
+       std::filesystem::directory_iterator(folder)) {
+    if (entry.path().extension() == ".sst") {
+      ++count;
+    }
+  }
+  return count;
+}
+
+TEST_F(IndexTest, UnsyncedBatchesSurviveReopen) {
+  constexpr int kBatches = 5;
+  constexpr int kImagesPerBatch = 400;
+  for (int b = 0; b < kBatches; ++b) {
+    Index::Batch batch;
+    for (int i = 0; i < kImagesPerBatch; ++i) {
+      putImage(batch, b * kImagesPerBatch + i);
+    }
+    Status written = index_->write(std::move(batch), Index::WriteMode::kUnsynced);
+    ASSERT_TRUE(written.isOk()) << written.toString();
+  }
+
+  reopen();
+
+  for (int i : {0, kImagesPerBatch, kBatches * kImagesPerBatch - 1}) {
+    const std::string suffix = std::to_string(i);
+    EXPECT_TRUE(index_->getBlob(sha256Of("layer " + suffix))) << suffix;
+    EXPECT_TRUE(index_->getManifest(sha256Of("manifest " + suffix))) << suffix;
+    EXPECT_TRUE(index_->hasLink("dockerhub", sha256Of("manifest " + suffix))) << suffix;
+  }
+  Expected<std::vector<std::string>> tags = index_->listTags("dockerhub", "library/app");
+  ASSERT_TRUE(tags) << tags.status().toString();
+  EXPECT_EQ(tags->size(), size_t{kBatches * kImagesPerBatch});
+}
+
+TEST_F(IndexTest, FlushMemtablesWritesTableFiles) {
+  Index::Batch batch;
+  putImage(batch, 0);
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kUnsynced).isOk());
+  const std::filesystem::path folder = folder_.path() / "index";
+  ASSERT_EQ(countTableFiles(folder), 0) << "a few records stay in the memtables";
+
+  Status flushed = index_->flushMemtables();
+
+  ASSERT_TRUE(flushed.isOk()) << flushed.toString();
+  // One table file for each of the four column families, since each contains a record.
+  EXPECT_EQ(countTableFiles(folder), 4);
+  EXPECT_TRUE(index_->getBlob(sha256Of("layer 0"))) << "records stay readable after a flush";
+}
+
+TEST_F(IndexTest, CompactAllLeavesOneTableFilePerFamily) {
+  for (int round = 0; round < 2; ++round) {
+    Index::Batch batch;
+    putImage(batch, round);
+    ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kUnsynced).isOk());
+    ASSERT_TRUE(index_->flushMemtables().isOk());
+  }
+  const std::filesystem::path folder = folder_.path() / "index";
+  ASSERT_EQ(countTableFiles(folder), 8) << "each flush writes a table file per column family";
+
+  Status compacted = index_->compactAll();
+
+  ASSERT_TRUE(compacted.isOk()) << compacted.toString();
+  EXPECT_EQ(countTableFiles(folder), 4);
+  for (int round = 0; round < 2; ++round) {
+    const std::string suffix = std::to_string(round);
+    EXPECT_TRUE(index_->getBlob(sha256Of("layer " + suffix))) << suffix;
+    EXPECT_TRUE(index_->getManifest(sha256Of("manifest " + suffix))) << suffix;
+    EXPECT_TRUE(index_->hasLink("dockerhub", sha256Of("manifest " + suffix))) << suffix;
+    EXPECT_TRUE(index_->getTag("dockerhub", "library/app", "v" + suffix)) << suffix;
+  }
+}
+
+TEST_F(IndexTest, WriteLeavesBatchEmpty) {
+  Index::Batch batch;
+  batch.putBlob(kLayer, {.size = 1});
+
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  EXPECT_TRUE(batch.empty());  // NOLINT(bugprone-use-after-move): write() documents the state
+  EXPECT_TRUE(batch.status().isOk());
+  batch.putBlob(kAlpineManifest, {.size = 2});
+  EXPECT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+  EXPECT_TRUE(index_->getBlob(kAlpineManifest));
+}
+
+TEST_F(IndexTest, RejectedBatchLeavesBatchEmpty) {
+  Index::Batch batch;
+  batch.putLink("", kLayer);
+
+  EXPECT_FALSE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  EXPECT_TRUE(batch.empty());  // NOLINT(bugprone-use-after-move): write() documents the state
+  EXPECT_TRUE(batch.status().isOk()) << batch.status().toString();
+}
+
+TEST_F(IndexTest, FlushOfEmptyIndexSucceeds) {
+  Status flushed = index_->flushMemtables();
+
+  EXPECT_TRUE(flushed.isOk()) << flushed.toString();
+  EXPECT_EQ(countTableFiles(folder_.path() / "index"), 0);
 }
 
 TEST_F(IndexTest, SecondOpenOfSameFolderFails) {
