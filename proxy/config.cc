@@ -333,8 +333,10 @@ class ConfigReader {
   }
 
   Status readStorage(const YAML::Node& node, StorageConfig* storage) const {
-    OUTPOST_RETURN_IF_ERROR(checkKeys(node, "storage",
-                                      {"data_dir", "scrub_bytes_per_second", "scrub_interval"}));
+    OUTPOST_RETURN_IF_ERROR(checkKeys(
+        node, "storage",
+        {"data_dir", "scrub_bytes_per_second", "scrub_interval", "disk_budget_bytes",
+         "high_watermark_percent", "low_watermark_percent"}));
     bool is_set = false;
     std::string data_dir;
     OUTPOST_RETURN_IF_ERROR(readString(node, "storage", "data_dir", &data_dir, &is_set));
@@ -349,7 +351,23 @@ class ConfigReader {
     OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "scrub_bytes_per_second", 0,
                                           static_cast<int64_t>(storage::kMaxScrubBytesPerSecond),
                                           &storage->scrub_bytes_per_second));
-    return readDuration(node, "storage", "scrub_interval", 0, &storage->scrub_interval_ms);
+    OUTPOST_RETURN_IF_ERROR(
+        readDuration(node, "storage", "scrub_interval", 0, &storage->scrub_interval_ms));
+
+    OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "disk_budget_bytes", 0,
+                                          std::numeric_limits<int64_t>::max(),
+                                          &storage->disk_budget_bytes));
+    OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "high_watermark_percent", 2, 100,
+                                          &storage->high_watermark_percent));
+    OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "low_watermark_percent", 1, 99,
+                                          &storage->low_watermark_percent));
+    if (storage->low_watermark_percent >= storage->high_watermark_percent) {
+      return invalidAt("storage.low_watermark_percent",
+                       std::to_string(storage->low_watermark_percent) +
+                           " must be below storage.high_watermark_percent (" +
+                           std::to_string(storage->high_watermark_percent) + ")");
+    }
+    return Status::ok();
   }
 
   static Status readLog(const YAML::Node& node, LogConfig* log) {

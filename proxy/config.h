@@ -90,6 +90,12 @@ struct StorageConfig {
   uint64_t scrub_bytes_per_second = uint64_t{8} << 20;
   // Wait between the end of one scrub pass and the start of the next.
   int64_t scrub_interval_ms = int64_t{24} * 60 * 60 * 1000;
+  // Bytes of cached blobs the data folder may hold; 0 means no limit. Above
+  // high_watermark_percent of it, the least recently used blobs are evicted until the usage
+  // is at or under low_watermark_percent.
+  uint64_t disk_budget_bytes = 0;
+  uint32_t high_watermark_percent = 90;
+  uint32_t low_watermark_percent = 80;
 };
 
 struct LogConfig {

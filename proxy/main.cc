@@ -145,6 +145,9 @@ int serve(const std::string& config_path, const std::string& log_level_override)
     raw->start([&service, raw] { service.startLoop(*raw); });
   }
   server.start();
+  if (Status status = service.diskBudget().start(); !status.isOk()) {
+    log::cache().error("disk budget failed to start error=\"{}\"", status.toString());
+  }
   if (scrubber) {
     if (Status status = scrubber->start(); !status.isOk()) {
       log::storage().error("scrub failed to start error=\"{}\"", status.toString());
@@ -162,6 +165,7 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   if (scrubber) {
     scrubber->stop();
   }
+  service.diskBudget().stop();
 
   std::promise<void> drained;
   server.shutdown(config->server.shutdown_grace_ms, [&drained] { drained.set_value(); });

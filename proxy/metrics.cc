@@ -14,6 +14,12 @@ void appendCounter(std::string& out, std::string_view name, std::string_view hel
                  name, name, value);
 }
 
+void appendGauge(std::string& out, std::string_view name, std::string_view help,
+                 uint64_t value) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help,
+                 name, name, value);
+}
+
 }  // namespace
 
 Metrics::Metrics() {
@@ -60,6 +66,29 @@ void Metrics::appendScrubCounters(std::string& out) const {
                 scrub.passes_completed.load());
 }
 
+void Metrics::appendDiskBudget(std::string& out) const {
+  if (disk_budget_ == nullptr) {
+    return;
+  }
+  const cache::DiskBudgetCounters& counters = disk_budget_->counters();
+  appendGauge(out, "outpost_cache_disk_bytes",
+              "Bytes of committed blobs in the data folder, as counted by the disk budget.",
+              disk_budget_->bytesUsed());
+  appendGauge(out, "outpost_cache_disk_budget_bytes",
+              "Byte budget of the data folder's blobs; 0 means no budget.",
+              disk_budget_->budgetBytes());
+  appendGauge(out, "outpost_cache_disk_entries", "Committed blobs in the data folder.",
+              disk_budget_->entries());
+  appendCounter(out, "outpost_cache_evictions_total",
+                "Blobs removed because the data folder was over its budget.",
+                counters.evictions.load());
+  appendCounter(out, "outpost_cache_evicted_bytes_total", "Bytes of the blobs evicted.",
+                counters.evicted_bytes.load());
+  appendCounter(out, "outpost_cache_eviction_failures_total",
+                "Evictions that failed on the index or the file.",
+                counters.eviction_failures.load());
+}
+
 std::string Metrics::render(const ServerCounters& server) const {
   std::string out;
   out.reserve(8192);
@@ -104,6 +133,7 @@ std::string Metrics::render(const ServerCounters& server) const {
                  server.connections_open.load());
 
   appendScrubCounters(out);
+  appendDiskBudget(out);
 
   out.append("# HELP outpost_upstream_requests_total Requests sent to upstream registries.\n");
   out.append("# TYPE outpost_upstream_requests_total counter\n");

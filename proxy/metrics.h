@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/disk_budget.h"
 #include "proxy/http_server.h"
 #include "storage/scrubber.h"
 
@@ -48,6 +49,8 @@ class Metrics {
   // Adds the background scrub's counters to render(). Until then, or with nullptr when the
   // scrub is off, they render as 0. `counters` must outlive this object.
   void setScrubCounters(const storage::ScrubCounters* counters) { scrub_counters_ = counters; }
+  // Adds the disk budget's usage and evictions to render(). `budget` must outlive this object.
+  void setDiskBudget(const cache::DiskBudget* budget) { disk_budget_ = budget; }
 
   // Renders every counter, with the server's connection and byte counters.
   std::string render(const ServerCounters& server) const;
@@ -59,10 +62,12 @@ class Metrics {
   static constexpr size_t kOtherStatus = kStatuses.size();
 
   void appendScrubCounters(std::string& out) const;
+  void appendDiskBudget(std::string& out) const;
 
   std::array<std::array<std::atomic<uint64_t>, kStatuses.size() + 1>, kRouteCount> requests_{};
   std::vector<std::unique_ptr<RemoteCounters>> remotes_;
   const storage::ScrubCounters* scrub_counters_ = nullptr;
+  const cache::DiskBudget* disk_budget_ = nullptr;
 };
 
 }  // namespace outpost::proxy

@@ -30,9 +30,19 @@ bool isReadMethod(const HttpRequest& request) {
 
 RegistryService::RegistryService(const Config& config, storage::BlobStore& store,
                                  storage::Index& index, const Clock& clock, size_t loop_count)
-    : config_(config), store_(store), index_(index), clock_(clock), router_(config) {
-  RemoteContext context{&store_, &index_, &fills_, &metrics_, &clock_, config_.upstream,
-                        loop_count};
+    : config_(config),
+      store_(store),
+      index_(index),
+      clock_(clock),
+      disk_budget_(index, store, clock,
+                   cache::DiskBudgetOptions{
+                       .budget_bytes = config.storage.disk_budget_bytes,
+                       .high_watermark_percent = config.storage.high_watermark_percent,
+                       .low_watermark_percent = config.storage.low_watermark_percent}),
+      router_(config) {
+  metrics_.setDiskBudget(&disk_budget_);
+  RemoteContext context{&store_,  &index_,          &fills_,          &disk_budget_,
+                        &metrics_, &clock_, config_.upstream, loop_count};
   for (const RemoteConfig& remote : config_.remotes) {
     remotes_.push_back(std::make_unique<RemoteRepository>(remote, context));
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "cache/disk_budget.h"
 #include "cache/fill_registry.h"
 #include "proxy/config.h"
 #include "proxy/event_loop.h"
@@ -38,6 +39,8 @@ class RegistryService {
 
   void setServerCounters(const ServerCounters* counters) { server_counters_ = counters; }
   Metrics& metrics() { return metrics_; }
+  // Keeps the data folder within storage.disk_budget_bytes. The caller starts and stops it.
+  cache::DiskBudget& diskBudget() { return disk_budget_; }
 
  private:
   struct Resolved {
@@ -57,6 +60,7 @@ class RegistryService {
   const Clock& clock_;
   Metrics metrics_;
   cache::FillRegistry fills_;
+  cache::DiskBudget disk_budget_;
   RepositoryRouter router_;
   std::vector<std::unique_ptr<RemoteRepository>> remotes_;  // in the order of Config::remotes
   const ServerCounters* server_counters_ = nullptr;

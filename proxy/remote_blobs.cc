@@ -231,6 +231,8 @@ class BlobDownload final : public UpstreamHandler {
         [this, commit_status] {
           if (commit_status->isOk()) {
             fill_->markCommitted();
+            remote_.context_.disk_budget->recordAccess(fill_->digest(),
+                                                       fill_->snapshot().written);
             remote_.context_.metrics->fills_completed.fetch_add(1, std::memory_order_relaxed);
             log::cache().debug("blob stored digest={} bytes={}", fill_->digest().str(),
                                fill_->snapshot().written);
@@ -325,12 +327,21 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
 void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
                                      const Digest& digest, storage::BlobFile file) {
   context_.index->touchBlob(digest, context_.clock->nowMs());
+  context_.disk_budget->recordAccess(digest, file.size);
   std::optional<BlobRangePlan> plan = startBlobResponse(*exchange, digest, file.size);
   if (!plan) {
     return;
   }
-  auto owner = std::make_shared<UniqueFd>(std::move(file.fd));
-  int fd = owner->get();
+  // The send keeps the file open and the blob pinned, so the disk budget does not evict it
+  // meanwhile. An eviction could not shorten the response anyway, since the open file keeps
+  // its data after the unlink.
+  struct OpenBlob {
+    UniqueFd fd;
+    cache::DiskBudget::Pin pin;
+  };
+  auto owner = std::make_shared<OpenBlob>(
+      OpenBlob{std::move(file.fd), context_.disk_budget->pin(digest)});
+  int fd = owner->fd.get();
   exchange->sendFile(std::move(owner), fd, plan->first, plan->length,
                      [exchange] { exchange->finish(); });
 }

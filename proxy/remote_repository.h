@@ -20,6 +20,7 @@
 
 #include "base/clock.h"
 #include "base/digest.h"
+#include "cache/disk_budget.h"
 #include "cache/fill_registry.h"
 #include "cache/single_flight.h"
 #include "proxy/config.h"
@@ -46,6 +47,7 @@ struct RemoteContext {
   storage::BlobStore* store;
   storage::Index* index;
   cache::FillRegistry* fills;
+  cache::DiskBudget* disk_budget;
   Metrics* metrics;
   const Clock* clock;
   UpstreamConfig upstream;

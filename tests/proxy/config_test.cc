@@ -115,6 +115,9 @@ storage:
   data_dir: /var/lib/outpost
   scrub_bytes_per_second: 1048576
   scrub_interval: 90m
+  disk_budget_bytes: 10737418240
+  high_watermark_percent: 95
+  low_watermark_percent: 60
 log:
   level: debug
 default_repository: second
@@ -154,6 +157,9 @@ remotes:
   EXPECT_EQ(config->storage.data_dir, "/var/lib/outpost");
   EXPECT_EQ(config->storage.scrub_bytes_per_second, 1048576u);
   EXPECT_EQ(config->storage.scrub_interval_ms, 5400000);
+  EXPECT_EQ(config->storage.disk_budget_bytes, 10737418240u);
+  EXPECT_EQ(config->storage.high_watermark_percent, 95u);
+  EXPECT_EQ(config->storage.low_watermark_percent, 60u);
   EXPECT_EQ(config->log.level, "debug");
   EXPECT_EQ(config->default_repository, "second");
 
@@ -313,6 +319,17 @@ TEST(ConfigTest, RejectsInvalidValues) {
        R"(storage.scrub_interval: "1d" has an unknown unit)"},
       {"negative scrub interval", withRemote("storage:\n  scrub_interval: -1h\n"),
        R"(storage.scrub_interval: "-1h" is not a duration)"},
+      {"negative disk budget", withRemote("storage:\n  disk_budget_bytes: -1\n"),
+       R"(storage.disk_budget_bytes: "-1" is not a whole number from 0)"},
+      {"disk budget with unit", withRemote("storage:\n  disk_budget_bytes: 10GiB\n"),
+       R"(storage.disk_budget_bytes: "10GiB" is not a whole number)"},
+      {"high watermark above 100", withRemote("storage:\n  high_watermark_percent: 101\n"),
+       R"(storage.high_watermark_percent: "101" is not a whole number from 2 to 100)"},
+      {"low watermark zero", withRemote("storage:\n  low_watermark_percent: 0\n"),
+       R"(storage.low_watermark_percent: "0" is not a whole number from 1 to 99)"},
+      {"low watermark not below high",
+       withRemote("storage:\n  high_watermark_percent: 70\n  low_watermark_percent: 70\n"),
+       "storage.low_watermark_percent: 70 must be below storage.high_watermark_percent (70)"},
       {"unknown log level", withRemote("log:\n  level: verbose\n"),
        R"(log.level: "verbose" is not a log level)"},
 
@@ -636,6 +653,9 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
   EXPECT_EQ(shipped->storage.data_dir, defaults->storage.data_dir);
   EXPECT_EQ(shipped->storage.scrub_bytes_per_second, defaults->storage.scrub_bytes_per_second);
   EXPECT_EQ(shipped->storage.scrub_interval_ms, defaults->storage.scrub_interval_ms);
+  EXPECT_EQ(shipped->storage.disk_budget_bytes, defaults->storage.disk_budget_bytes);
+  EXPECT_EQ(shipped->storage.high_watermark_percent, defaults->storage.high_watermark_percent);
+  EXPECT_EQ(shipped->storage.low_watermark_percent, defaults->storage.low_watermark_percent);
   EXPECT_EQ(shipped->log.level, defaults->log.level);
   EXPECT_EQ(shipped->default_repository, defaults->default_repository);
   EXPECT_EQ(shipped->remotes[0].tag_ttl_ms, defaults->remotes[0].tag_ttl_ms);
