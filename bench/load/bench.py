@@ -14,15 +14,17 @@ import subprocess
 import sys
 import tempfile
 
+import index_scale
 import registry_client
 import report
 import scenarios
 import servers
-from processes import BenchError, ProcessGroup
+from processes import BenchError, ProcessGroup, find_program
 
 REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAG = "latest"
-SCENARIO_ORDER = ["warm blob GET", "manifest requests", "cold fan-out"]
+SCENARIO_ORDER = [
+    "warm blob GET", "manifest requests", "cold fan-out", "image pull", "memory", "index scale"]
 
 
 def parse_arguments(argv):
@@ -80,15 +82,15 @@ def describe_commit():
     return commit + (" (with uncommitted changes)" if status.strip() else "")
 
 
-def seed_upstream(upstream_port, settings, files_dir, fan_out_target_count):
+def seed_upstream(upstream_port, storage_root, settings, files_dir, cold_blob_count):
     """Push the warm blobs, an image over them and the cold blobs; write nginx's files.
 
-    Returns (warm digests by size, manifest digest, cold digests).
+    Returns (warm digests by size, manifest digest, ColdBlobs).
     """
     warm = {}
     for size in settings.warm_blob_sizes:
         data = os.urandom(size)
-        digest = registry_client.push_blob(upstream_port, servers.REPOSITORY, data)
+        digest = registry_client.store_blob(storage_root, servers.REPOSITORY, data)
         warm[size] = digest
         with open(os.path.join(files_dir, digest.split(":")[1]), "wb") as blob_file:
             blob_file.write(data)
@@ -99,28 +101,32 @@ def seed_upstream(upstream_port, settings, files_dir, fan_out_target_count):
     with open(os.path.join(files_dir, manifest_digest.split(":")[1]), "wb") as manifest_file:
         manifest_file.write(manifest)
 
-    cold = []
-    for _ in range(settings.cold_blob_count(fan_out_target_count)):
-        data = os.urandom(settings.cold_blob_size)
-        cold.append(registry_client.push_blob(upstream_port, servers.REPOSITORY, data))
-    return warm, manifest_digest, cold
+    body = os.urandom(settings.cold_blob_size)
+    cold = {}
+    for _ in range(cold_blob_count):
+        prefix = os.urandom(16)
+        digest = registry_client.store_blob(storage_root, servers.REPOSITORY,
+                                            prefix + body[len(prefix):])
+        cold[digest] = prefix
+    return warm, manifest_digest, scenarios.ColdBlobs(body, cold)
 
 
-def warm_targets(targets, warm_digests, manifest_digest):
-    """GET every warm blob twice and the manifest through each target, checking the bodies.
+def warm_targets(targets, blob_digests, manifest_digest):
+    """GET the blobs twice and the manifest through each target, checking the bodies.
 
     The first GET fills a proxy's cache and the second proves the cached copy is served.
     """
     accept = {"Accept": registry_client.MANIFEST_ACCEPT}
     for target in targets:
-        for digest in warm_digests.values():
+        for digest in blob_digests:
             for _ in range(2):
                 registry_client.fetch_and_verify(target.port, target.blob_path(digest), digest)
-        registry_client.fetch_and_verify(target.port, target.manifest_path(manifest_digest),
-                                         manifest_digest, headers=accept)
-        if target.serves_tags:
-            registry_client.fetch_and_verify(target.port, target.manifest_path(TAG),
+        for _ in range(2):
+            registry_client.fetch_and_verify(target.port, target.manifest_path(manifest_digest),
                                              manifest_digest, headers=accept)
+            if target.serves_tags:
+                registry_client.fetch_and_verify(target.port, target.manifest_path(TAG),
+                                                 manifest_digest, headers=accept)
         status, _, _ = registry_client.request(target.port, "HEAD",
                                                target.manifest_path(manifest_digest),
                                                headers=accept)
@@ -130,32 +136,57 @@ def warm_targets(targets, warm_digests, manifest_digest):
 
 def run(options, work_dir, group):
     settings = scenarios.RunSettings(options.quick)
+    load_binary = find_program(options.outpost, "outpost_load", "OUTPOST_LOAD_BINARY")
+    fill_binary = find_program(options.outpost, "outpost_index_fill", "OUTPOST_INDEX_FILL_BINARY")
     server_cpus, client_cpus = pick_cpus()
     started = datetime.datetime.now(datetime.timezone.utc)
 
-    print("starting the upstream registry", file=sys.stderr)
-    upstream_port, upstream = servers.start_upstream(group, work_dir, client_cpus)
+    print("starting the upstream registry and the WAN hop", file=sys.stderr)
+    upstream_port, _, upstream_storage = servers.start_upstream(group, work_dir, client_cpus)
+    wan = servers.start_wan_hop(group, work_dir, upstream_port, client_cpus,
+                                settings.wan_rate_bytes_per_s)
     files_dir = os.path.join(work_dir, "files")
     os.makedirs(files_dir)
-    print("seeding the upstream", file=sys.stderr)
-    warm, manifest_digest, cold = seed_upstream(upstream_port, settings, files_dir, 2)
 
-    print("starting outpost, nginx and distribution-proxy", file=sys.stderr)
-    outpost = servers.start_outpost(group, work_dir, options.outpost, upstream_port, server_cpus)
+    print("starting outpost, nginx, nginx-cache and distribution-proxy", file=sys.stderr)
+    outpost = servers.start_outpost(group, work_dir, options.outpost, wan.port, server_cpus)
     nginx = servers.start_nginx(group, work_dir, files_dir, server_cpus)
-    distribution = servers.start_distribution_proxy(group, work_dir, upstream_port, server_cpus)
-    # TODO: add nginx as a caching reverse proxy (proxy_cache) in front of the upstream, the
-    # anchor that the cold fan-out and tag cases still lack.
-    targets = [outpost, nginx, distribution]
-    warm_targets(targets, warm, manifest_digest)
+    nginx_cache = servers.start_nginx_cache(group, work_dir, wan.port, server_cpus,
+                                            servers.OUTPOST_TAG_TTL)
+    distribution = servers.start_distribution_proxy(group, work_dir, wan.port, server_cpus)
+    blob_targets = [outpost, nginx, distribution]
+    manifest_targets = [outpost, nginx, nginx_cache, distribution]
+    cold_targets = [outpost, nginx_cache, distribution]
+
+    print("seeding the upstream", file=sys.stderr)
+    warm, manifest_digest, cold = seed_upstream(
+        upstream_port, upstream_storage, settings, files_dir,
+        settings.cold_blob_count(len(cold_targets)))
+    pull_images = scenarios.seed_pull_images(settings, upstream_port, upstream_storage,
+                                             settings.repetitions * len(cold_targets))
+    print("warming the caches through the WAN hop", file=sys.stderr)
+    warm_targets(blob_targets, warm.values(), manifest_digest)
+    warm_targets([nginx_cache], [], manifest_digest)
+
+    print("scenario: memory", file=sys.stderr)
+    samples = scenarios.memory(settings, blob_targets, warm[settings.streaming_blob_size],
+                               load_binary, client_cpus)
 
     print("scenario: warm blob GET", file=sys.stderr)
-    samples = scenarios.warm_blob_get(settings, targets, warm, client_cpus)
+    samples += scenarios.warm_blob_get(settings, blob_targets, warm, client_cpus)
     print("scenario: manifest requests", file=sys.stderr)
-    samples += scenarios.manifest_requests(settings, targets, manifest_digest, TAG, client_cpus)
+    samples += scenarios.manifest_requests(settings, manifest_targets, manifest_digest, TAG,
+                                           client_cpus)
     print("scenario: cold fan-out", file=sys.stderr)
-    samples += scenarios.cold_fan_out(settings, [outpost, distribution], cold,
-                                      upstream.log_path)
+    samples += scenarios.cold_fan_out(settings, cold_targets, cold, wan, load_binary, work_dir,
+                                      client_cpus)
+    print("scenario: image pull", file=sys.stderr)
+    samples += scenarios.image_pull(settings, cold_targets, pull_images, wan, load_binary,
+                                    client_cpus)
+
+    print("scenario: index scale", file=sys.stderr)
+    samples += index_scale.index_scale(settings, options.outpost, fill_binary, work_dir, group,
+                                       server_cpus, client_cpus, wan.port)
 
     pinning = (f"servers on CPU {server_cpus}, wrk, ab, fan-out clients and the upstream on CPU "
                f"{client_cpus}" if server_cpus is not None else "no pinning (one core)")
@@ -166,10 +197,15 @@ def run(options, work_dir, group):
         f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {describe_machine()}",
         f"- command: `{' '.join(['bench/load/run.sh'] + options.forwarded)}`",
-        f"- repetitions: {settings.repetitions}, load duration: {settings.duration_s} s each; "
+        f"- repetitions: {settings.repetitions} (distribution-proxy's 100-client cold fan-out: "
+        f"{settings.cold_repetitions('distribution-proxy', 100)}), load duration: "
+        f"{settings.duration_s} s each for blobs, {settings.manifest_duration_s} s for manifests; "
         f"{pinning}",
-        f"- anchors: {_command_output(['nginx', '-v'])}; "
-        f"{_command_output(['docker-registry', '--version'])} in proxy mode",
+        f"- anchors: {_command_output(['nginx', '-v'])} serving files (nginx) and as a caching "
+        f"proxy (nginx-cache); {_command_output(['docker-registry', '--version'])} in proxy "
+        "mode (distribution-proxy)",
+        f"- upstream: distribution behind an nginx hop that caps each connection at "
+        f"{settings.wan_rate_bytes_per_s / 1e6:.0f} MB/s (the WAN link)",
         f"- load generators: {_command_output(['wrk', '-v']).split(' Copyright')[0]}; "
         f"{_command_output(['ab', '-V']).removeprefix('This is ')} for HEAD",
     ]

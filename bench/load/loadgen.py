@@ -1,18 +1,14 @@
-"""Load generators: wrk for keep-alive GETs, ab for HEAD, a thread pool for cold fan-out.
+"""Load generators: wrk for keep-alive GETs, ab for HEAD (driver.py runs the C++ driver).
 
 wrk 4.1.0 (Debian 12) waits for a body after a HEAD response that carries Content-Length,
 so every HEAD request ends in its timeout. ab 2.3 handles HEAD, so HEAD runs use ab.
 """
 
-import hashlib
-import http.client
 import json
 import os
 import re
 import subprocess
 import tempfile
-import threading
-import time
 
 from processes import BenchError
 
@@ -21,16 +17,22 @@ _WRK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk_repo
 _WRK_TIMEOUT = "30s"
 
 
-def run_wrk(port, path, connections, duration_s, cpus, headers=None):
+def run_wrk(port, path, connections, duration_s, cpus, headers=None, allow_incomplete=False,
+            script=None, script_args=()):
     """Run wrk GETs against 127.0.0.1:port/path and return the parsed BENCH_JSON line.
 
-    Raises BenchError if wrk fails, completes no request, or any request fails.
+    script replaces wrk_report.lua and must print the same BENCH_JSON line, as
+    sample_paths.lua does. script_args are passed to the script after "--".
+    Raises BenchError if wrk fails, if any request fails, or if no request completes, unless
+    allow_incomplete is set: then a run that only received bytes is accepted.
     """
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", f"--timeout={_WRK_TIMEOUT}",
-            "--latency", "-s", _WRK_SCRIPT]
+            "--latency", "-s", script or _WRK_SCRIPT]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(f"http://127.0.0.1:{port}{path}")
+    if script_args:
+        argv += ["--"] + list(script_args)
     if cpus is not None:
         argv = ["taskset", "-c", cpus] + argv
 
@@ -45,7 +47,7 @@ def run_wrk(port, path, connections, duration_s, cpus, headers=None):
 
     failures = {key: report[key] for key in ("connect_errors", "read_errors", "write_errors",
                                              "status_errors", "timeouts") if report[key] > 0}
-    if report["requests"] == 0:
+    if report["requests"] == 0 and not (allow_incomplete and report["bytes"] > 0):
         raise BenchError(f"wrk 127.0.0.1:{port}{path} completed no request")
     if failures:
         raise BenchError(f"wrk 127.0.0.1:{port}{path}: {report['requests']:.0f} "
@@ -116,61 +118,3 @@ def run_ab_head(port, path, connections, duration_s, cpus, headers=None):
         "p99_us": percentiles_ms[99] * 1000,
         "p999_us": None,
     }
-
-
-class ClientResult:
-    """Status, body digest and times of one fan-out client, in seconds from the common start."""
-
-    def __init__(self):
-        self.status = None
-        self.digest = None
-        self.first_byte_s = None
-        self.done_s = None
-        self.error = None
-
-
-def _fetch_once(port, path, barrier, start_times, result):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        connection.connect()
-        barrier.wait()
-        start = start_times[0]
-        connection.request("GET", path)
-        response = connection.getresponse()
-        result.status = response.status
-        hasher = hashlib.sha256()
-        first = response.read(1)
-        result.first_byte_s = time.perf_counter() - start
-        hasher.update(first)
-        while True:
-            chunk = response.read(1 << 20)
-            if not chunk:
-                break
-            hasher.update(chunk)
-        result.done_s = time.perf_counter() - start
-        result.digest = "sha256:" + hasher.hexdigest()
-    except (http.client.HTTPException, OSError, threading.BrokenBarrierError) as error:
-        result.error = str(error)
-    finally:
-        connection.close()
-
-
-def fan_out(port, path, clients):
-    """Send GET path from `clients` connections released at one instant; return results.
-
-    Every connection is open before the release, so the connect time is not counted.
-    """
-    start_times = [0.0]
-
-    def record_start():
-        start_times[0] = time.perf_counter()
-
-    barrier = threading.Barrier(clients, action=record_start, timeout=30)
-    results = [ClientResult() for _ in range(clients)]
-    threads = [threading.Thread(target=_fetch_once, args=(port, path, barrier, start_times, r))
-               for r in results]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results

@@ -77,6 +77,37 @@ def cpu_seconds(pids):
     return ticks / _CLOCK_TICKS_PER_SECOND
 
 
+def find_program(outpost_binary, name, environment_variable):
+    """Return the path of a suite program: $environment_variable, else name next to outpost.
+
+    The CMake build writes outpost_load and outpost_index_fill into the folder of outpost.
+    """
+    path = os.environ.get(environment_variable) or os.path.join(
+        os.path.dirname(os.path.abspath(outpost_binary)), name)
+    if not os.access(path, os.X_OK):
+        raise BenchError(f"{path} is missing or not executable; build the {name} target or set "
+                         f"{environment_variable}")
+    return path
+
+
+def resident_bytes(pids):
+    """Return the summed resident set size (VmRSS) of the given processes, in bytes.
+
+    Pages shared between processes (an nginx master and its worker) count once per process.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (FileNotFoundError, ProcessLookupError) as error:
+            raise BenchError(f"process {pid} exited while its memory was being read") from error
+    return total
+
+
 class ManagedProcess:
     """One process started by the benchmark, with its log file."""
 

@@ -54,7 +54,7 @@ def scenario_tables(scenario, samples):
     figure_rows = []
     for case in cases:
         for target in targets:
-            if not values(case, target, metrics[0]):
+            if not any(values(case, target, metric) for metric in metrics):
                 continue
             cells = [case, target]
             for metric in metrics:
@@ -65,7 +65,7 @@ def scenario_tables(scenario, samples):
     ratio_rows = []
     for case in cases:
         for anchor in targets:
-            if anchor == OUTPOST or not values(case, anchor, metrics[0]):
+            if anchor == OUTPOST or not any(values(case, anchor, metric) for metric in metrics):
                 continue
             cells = [case, anchor]
             for metric in metrics:
@@ -82,10 +82,12 @@ def scenario_tables(scenario, samples):
         f"{metric} {'higher' if metric in HIGHER_IS_BETTER else 'lower'}" for metric in metrics)
     text = f"### {scenario}\n\n"
     text += "Median of the repetitions, with (min-max) when there are several.\n\n"
-    text += _table(["case", "target"] + metrics, figure_rows) + "\n\n"
-    text += (f"Outpost's median divided by the anchor's median. Better is: {better}.\n\n")
-    text += _table(["case", "anchor"] + [f"{metric} ratio" for metric in metrics], ratio_rows)
-    return text + "\n"
+    text += _table(["case", "target"] + metrics, figure_rows) + "\n"
+    if ratio_rows:
+        text += f"\nOutpost's median divided by the anchor's median. Better is: {better}.\n\n"
+        text += _table(["case", "anchor"] + [f"{metric} ratio" for metric in metrics],
+                       ratio_rows) + "\n"
+    return text
 
 
 def full_report(header_lines, scenarios, samples):

@@ -2,7 +2,8 @@
 # Runs the side-by-side load benchmark of Outpost against nginx and distribution-proxy, all
 # started on 127.0.0.1 and stopped again by bench.py (by pid, on failure and Ctrl-C too).
 # Usage: bench/load/run.sh [--quick] [--out FILE] [--keep-work]
-# The outpost binary is $OUTPOST_BINARY, else build/outpost, else built into build/.
+# The outpost binary is $OUTPOST_BINARY, else build/outpost, else built into build/. The
+# suite's own programs (outpost_load, outpost_index_fill) are taken from the same folder.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -12,10 +13,13 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 binary=${OUTPOST_BINARY:-}
 if [[ -z "$binary" ]]; then
   binary="$root/build/outpost"
-  if [[ ! -x "$binary" ]]; then
-    echo "bench: $binary not found; building it with packaging/build.sh" >&2
-    "$root/packaging/build.sh" outpost
-  fi
+  for program in outpost outpost_load outpost_index_fill; do
+    if [[ ! -x "$root/build/$program" ]]; then
+      echo "bench: $root/build/$program not found; building with packaging/build.sh" >&2
+      "$root/packaging/build.sh" outpost outpost_load outpost_index_fill
+      break
+    fi
+  done
 fi
 if [[ ! -x "$binary" ]]; then
   echo "bench: outpost binary $binary is missing or not executable; set OUTPOST_BINARY" >&2
