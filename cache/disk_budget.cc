@@ -56,6 +56,9 @@ Status DiskBudget::validate(const DiskBudgetOptions& options) {
 
 Status DiskBudget::start() {
   OUTPOST_RETURN_IF_ERROR(validate(options_));
+  if (!isEnabled()) {
+    return Status::ok();
+  }
   if (thread_.joinable()) {
     return Status(StatusCode::kInternal, "disk budget already started");
   }
@@ -75,12 +78,15 @@ void DiskBudget::stop() {
 }
 
 void DiskBudget::recordAccess(const Digest& digest, uint64_t size_bytes) {
+  if (!isEnabled()) {
+    return;
+  }
   if (Status status = order_.touch(digest, size_bytes); !status.isOk()) {
     log::cache().warn("blob access not recorded digest={} bytes={} error=\"{}\"", digest.str(),
                       size_bytes, status.toString());
     return;
   }
-  if (options_.budget_bytes > 0 && order_.bytes() > highWatermarkBytes()) {
+  if (order_.bytes() > highWatermarkBytes()) {
     {
       std::lock_guard lock(mutex_);
       wake_requested_ = true;
@@ -90,7 +96,7 @@ void DiskBudget::recordAccess(const Digest& digest, uint64_t size_bytes) {
 }
 
 DiskBudget::Pin DiskBudget::pin(const Digest& digest) {
-  if (!order_.pin(digest).isOk()) {
+  if (!isEnabled() || !order_.pin(digest).isOk()) {
     return Pin();
   }
   return Pin(&order_, digest);
@@ -133,7 +139,7 @@ uint64_t DiskBudget::lowWatermarkBytes() const {
 }
 
 uint64_t DiskBudget::evictIfOverBudget() {
-  if (options_.budget_bytes == 0 || order_.bytes() <= highWatermarkBytes()) {
+  if (!isEnabled() || order_.bytes() <= highWatermarkBytes()) {
     return 0;
   }
   uint64_t freed = 0;

@@ -40,8 +40,8 @@
 namespace outpost::cache {
 
 struct DiskBudgetOptions {
-  // Bytes of committed blobs the data folder may hold. 0 means no budget: usage is still counted
-  // but nothing is evicted.
+  // Bytes of committed blobs the data folder may hold. 0 means no budget: nothing is tracked or
+  // evicted, which saves the order's memory (about 250 bytes per blob).
   uint64_t budget_bytes = 0;
   // Eviction starts above high_watermark_percent of the budget and stops at or under
   // low_watermark_percent. 0 < low < high <= 100.
@@ -93,14 +93,16 @@ class DiskBudget {
   // Checks the options: kInvalidArgument when the watermarks are out of order or out of range.
   static Status validate(const DiskBudgetOptions& options);
 
-  // Starts the thread that restores the order from the index and then evicts. Call once.
+  // Starts the thread that restores the order from the index and then evicts. Call once. Does
+  // nothing without a budget.
   Status start();
   // Stops the thread and waits for it. Safe to call more than once.
   void stop();
 
   // Records that `digest`, of `size_bytes`, was committed or read now. Wakes the eviction
-  // thread when the usage crosses the high watermark.
+  // thread when the usage crosses the high watermark. Does nothing without a budget.
   void recordAccess(const Digest& digest, uint64_t size_bytes);
+  // Returns an empty Pin without a budget.
   Pin pin(const Digest& digest);
 
   // Reads every blob record of the index into the order. BLOCKING: scans the index. start()
@@ -114,6 +116,7 @@ class DiskBudget {
   uint64_t bytesUsed() const { return order_.bytes(); }
   uint64_t entries() const { return order_.entries(); }
   uint64_t budgetBytes() const { return options_.budget_bytes; }
+  bool isEnabled() const { return options_.budget_bytes > 0; }
   bool isRestored() const { return restored_.load(std::memory_order_acquire); }
   const DiskBudgetCounters& counters() const { return counters_; }
 

@@ -70,13 +70,16 @@ void Metrics::appendDiskBudget(std::string& out) const {
   if (disk_budget_ == nullptr) {
     return;
   }
+  appendGauge(out, "outpost_cache_disk_budget_bytes",
+              "Byte budget of the data folder's blobs; 0 means no budget.",
+              disk_budget_->budgetBytes());
+  if (!disk_budget_->isEnabled()) {
+    return;  // without a budget, usage is not tracked
+  }
   const cache::DiskBudgetCounters& counters = disk_budget_->counters();
   appendGauge(out, "outpost_cache_disk_bytes",
               "Bytes of committed blobs in the data folder, as counted by the disk budget.",
               disk_budget_->bytesUsed());
-  appendGauge(out, "outpost_cache_disk_budget_bytes",
-              "Byte budget of the data folder's blobs; 0 means no budget.",
-              disk_budget_->budgetBytes());
   appendGauge(out, "outpost_cache_disk_entries", "Committed blobs in the data folder.",
               disk_budget_->entries());
   appendCounter(out, "outpost_cache_evictions_total",

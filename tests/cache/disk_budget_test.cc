@@ -68,14 +68,19 @@ class DiskBudgetTest : public ::testing::Test {
   std::unique_ptr<storage::BlobStore> store_;
 };
 
-TEST_F(DiskBudgetTest, CountsUsageWithoutBudget) {
+TEST_F(DiskBudgetTest, NoBudgetTracksNothing) {
   std::unique_ptr<DiskBudget> budget = makeBudget(0);
-  addBlobs(*budget, 3);
+  std::vector<Digest> digests = addBlobs(*budget, 3);
 
-  EXPECT_EQ(budget->bytesUsed(), 300u);
-  EXPECT_EQ(budget->entries(), 3u);
+  EXPECT_FALSE(budget->isEnabled());
+  EXPECT_EQ(budget->bytesUsed(), 0u);
+  EXPECT_EQ(budget->entries(), 0u);
+  EXPECT_FALSE(budget->pin(digests[0]).isPinned());
+  EXPECT_TRUE(budget->start().isOk());
   EXPECT_EQ(budget->evictIfOverBudget(), 0u);
-  EXPECT_EQ(budget->entries(), 3u);
+  for (const Digest& digest : digests) {
+    EXPECT_TRUE(isStored(digest)) << digest.str();
+  }
 }
 
 TEST_F(DiskBudgetTest, KeepsUsageUnderHighWatermark) {
