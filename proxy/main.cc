@@ -8,11 +8,13 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <future>
 #include <thread>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "cache/cache_stats.h"
 #include "proxy/config.h"
 #include "proxy/event_loop.h"
 #include "proxy/http_server.h"
@@ -238,6 +240,39 @@ int fsck(const std::string& config_path, bool repair, bool verify_digests) {
   return report->isClean() ? kFsckClean : kFsckFindingsRemain;
 }
 
+int cacheStats(const std::string& config_path, size_t top) {
+  Expected<proxy::Config> config = proxy::loadConfig(config_path);
+  if (!config) {
+    std::fprintf(stderr, "outpost: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (!log::setup("warn")) {
+    std::fprintf(stderr, "outpost: logging setup failed\n");
+    return 2;
+  }
+  // Read-only, without the index's lock, so that it runs beside a serving server.
+  std::filesystem::path index_dir = std::filesystem::path(config->storage.data_dir) / "index";
+  Expected<std::unique_ptr<storage::Index>> index =
+      storage::Index::open(index_dir, storage::Index::OpenMode::kReadOnly);
+  if (!index) {
+    std::fprintf(stderr, "outpost: cannot read the index in %s: %s\n", index_dir.c_str(),
+                 index.status().toString().c_str());
+    return 2;
+  }
+  Expected<cache::CacheStats> stats = cache::collectCacheStats(**index, top);
+  if (!stats) {
+    std::fprintf(stderr, "outpost: reading the index in %s failed: %s\n", index_dir.c_str(),
+                 stats.status().toString().c_str());
+    return 2;
+  }
+  cache::CacheLimits limits{config->storage.disk_budget_bytes,
+                            config->storage.high_watermark_percent,
+                            config->storage.low_watermark_percent};
+  std::printf("data_dir: %s\n%s", config->storage.data_dir.c_str(),
+              cache::formatCacheStats(*stats, limits, SystemClock::instance().nowMs()).c_str());
+  return 0;
+}
+
 }  // namespace
 }  // namespace outpost
 
@@ -281,6 +316,20 @@ int main(int argc, char** argv) {
       "remain or a file could not be read, 2 on a usage or configuration error or when the "
       "index cannot be opened.");
 
+  size_t top = 10;
+  CLI::App* cache = app.add_subcommand("cache", "Inspect the blob cache");
+  cache->require_subcommand(1);
+  CLI::App* cache_stats = cache->add_subcommand(
+      "stats",
+      "Print the cache's size, its disk budget, and the largest and least recently used images "
+      "and blobs, read from the index (safe while the server runs)");
+  cache_stats->add_option("-c,--config", config_path, "Configuration file (YAML)")
+      ->capture_default_str()
+      ->check(CLI::ExistingFile);
+  cache_stats->add_option("--top", top, "Entries in each list")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+
   CLI::App* version = app.add_subcommand("version", "Print the version and exit");
 
   bool is_known_command = false;
@@ -307,6 +356,9 @@ int main(int argc, char** argv) {
   }
   if (fsck->parsed()) {
     return outpost::fsck(config_path, repair, verify_digests);
+  }
+  if (cache_stats->parsed()) {
+    return outpost::cacheStats(config_path, top);
   }
   if (version->parsed()) {
     std::printf("outpost %s\n", outpost::kVersion);

@@ -121,14 +121,20 @@ rocksdb::ColumnFamilyOptions columnFamilyOptions(const std::shared_ptr<rocksdb::
 
 }  // namespace
 
-Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir) {
+Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir, OpenMode mode) {
   if (dir.empty()) {
     return invalidArgument("index folder is empty");
   }
   std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (error) {
-    return errnoStatus("creating index folder " + dir.string() + " failed", error.value());
+  if (mode == OpenMode::kReadOnly) {
+    if (!std::filesystem::exists(dir / "CURRENT", error)) {
+      return Status(StatusCode::kNotFound, "no index in " + dir.string());
+    }
+  } else {
+    std::filesystem::create_directories(dir, error);
+    if (error) {
+      return errnoStatus("creating index folder " + dir.string() + " failed", error.value());
+    }
   }
 
   rocksdb::DBOptions db_options;
@@ -148,7 +154,9 @@ Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir) {
   std::vector<rocksdb::ColumnFamilyHandle*> opened;
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status status =
-      rocksdb::DB::Open(db_options, dir.string(), descriptors, &opened, &raw_db);
+      mode == OpenMode::kReadOnly
+          ? rocksdb::DB::OpenForReadOnly(db_options, dir.string(), descriptors, &opened, &raw_db)
+          : rocksdb::DB::Open(db_options, dir.string(), descriptors, &opened, &raw_db);
   if (!status.ok()) {
     return fromRocksStatus("opening index " + dir.string() + " failed", status);
   }
@@ -159,7 +167,8 @@ Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir) {
   std::copy_n(opened.begin(), handles.size(), handles.begin());
   db->DestroyColumnFamilyHandle(opened.back()).PermitUncheckedError();
 
-  log::storage().info("index opened path={}", dir.string());
+  log::storage().info("index opened path={} read_only={}", dir.string(),
+                      mode == OpenMode::kReadOnly);
   return std::make_unique<Index>(PrivateTag(), std::move(db), handles, dir);
 }
 
@@ -390,6 +399,49 @@ Status Index::putManifest(const Digest& digest, const ManifestRecord& record) {
   Batch batch;
   batch.putManifest(digest, record);
   return write(std::move(batch), WriteMode::kSynced);
+}
+
+Status Index::forEachManifest(
+    const std::function<bool(const Digest&, const ManifestRecord&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kManifests]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    Expected<Digest> digest = Digest::parse(key);
+    Expected<ManifestRecord> record = decodeManifestRecord(it->value().ToStringView());
+    if (!digest || !record) {
+      log::storage().error("damaged manifest record skipped key={} error={}", key,
+                           (!digest ? digest.status() : record.status()).toString());
+      continue;
+    }
+    if (!fn(*digest, *record)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus("iterating manifest records failed", it->status());
+}
+
+Status Index::forEachTag(
+    const std::function<bool(std::string_view repository, std::string_view name,
+                             std::string_view tag, const TagRecord& record)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kTags]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    size_t first = key.find('\0');
+    size_t second = first == std::string_view::npos ? first : key.find('\0', first + 1);
+    Expected<TagRecord> record = decodeTagRecord(it->value().ToStringView());
+    if (second == std::string_view::npos || !record) {
+      log::storage().error("damaged tag record skipped key={} error={}", key,
+                           record ? "key has fewer than three components"
+                                  : record.status().toString());
+      continue;
+    }
+    if (!fn(key.substr(0, first), key.substr(first + 1, second - first - 1),
+            key.substr(second + 1), *record)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus("iterating tag records failed", it->status());
 }
 
 Expected<ManifestRecord> Index::getManifest(const Digest& digest) const {

@@ -103,8 +103,18 @@ class Index {
     bool has_blob_ = false;
   };
 
-  // Opens or creates the database in `dir`, creating the folder and missing column families.
-  static Expected<std::unique_ptr<Index>> open(const std::filesystem::path& dir);
+  enum class OpenMode {
+    // Creates the folder and missing column families; takes RocksDB's lock on the folder.
+    kReadWrite,
+    // Reads an existing index without its lock, so a report can run beside the server. It sees
+    // the records as they were at open. Every write fails.
+    kReadOnly,
+  };
+
+  // Opens the database in `dir`, or creates it in kReadWrite mode. kNotFound in kReadOnly mode
+  // when `dir` holds no index.
+  static Expected<std::unique_ptr<Index>> open(const std::filesystem::path& dir,
+                                               OpenMode mode = OpenMode::kReadWrite);
 
   // Flushes pending access times (logging a failure) and closes the database. Blocks on the
   // disk like the synced writes.
@@ -128,6 +138,9 @@ class Index {
       const std::function<void(std::string_view key, const Status&)>& on_damaged = {}) const;
 
   Status putManifest(const Digest& digest, const ManifestRecord& record);
+  // Calls `fn` for each manifest record in key order until it returns false. A damaged record is
+  // logged and skipped. BLOCKING: reads the whole column family from the disk.
+  Status forEachManifest(const std::function<bool(const Digest&, const ManifestRecord&)>& fn) const;
   Expected<ManifestRecord> getManifest(const Digest& digest) const;  // kNotFound
 
   // Tags are per repository key and image name. kInvalidArgument for an empty component, a
@@ -136,6 +149,11 @@ class Index {
                 const TagRecord& record);
   Expected<TagRecord> getTag(std::string_view repository, std::string_view name,
                              std::string_view tag) const;  // kNotFound
+  // Calls `fn` for each tag record of every repository and image, in key order, until it returns
+  // false. A damaged record is logged and skipped. BLOCKING: reads the whole column family.
+  Status forEachTag(const std::function<bool(std::string_view repository, std::string_view name,
+                                             std::string_view tag, const TagRecord& record)>& fn)
+      const;
   // The tags of one image in bytewise order, empty when it has none.
   Expected<std::vector<std::string>> listTags(std::string_view repository,
                                               std::string_view name) const;
