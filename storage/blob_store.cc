@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/random_id.h"
 
 namespace outpost::storage {
 namespace {
@@ -87,24 +88,7 @@ size_t removeFolderEntries(const std::filesystem::path& folder) {
 
 // Returns a fresh temporary file name: 16 random bytes in hex and the suffix ".part".
 Expected<std::string> randomTempName() {
-  std::array<unsigned char, 16> random{};
-  // Once the urandom pool is initialised, getrandom(2) returns requests of up to 256 bytes
-  // whole (Linux man page getrandom(2)), so a short count means something is wrong.
-  ssize_t count = retryOnEintr([&] { return ::getrandom(random.data(), random.size(), 0); });
-  if (count < 0) {
-    return errnoStatus("getrandom failed", errno);
-  }
-  if (static_cast<size_t>(count) != random.size()) {
-    return ioError("getrandom returned " + std::to_string(count) + " of " +
-                   std::to_string(random.size()) + " bytes");
-  }
-
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name;
-  for (unsigned char byte : random) {
-    name.push_back(kHex[byte >> 4]);
-    name.push_back(kHex[byte & 0x0f]);
-  }
+  OUTPOST_ASSIGN_OR_RETURN(std::string name, randomHexId());
   return name + ".part";
 }
 
