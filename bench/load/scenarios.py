@@ -203,18 +203,21 @@ def manifest_requests(settings, targets, manifest_digest, tag, cpus):
     return samples
 
 
-def _settled_traffic(wan, digest, timeout_s=5.0):
-    # A proxy may still fetch in the background after its clients are served, so wait until
-    # the counts stop changing for half a second.
+def _settled(read, timeout_s=5.0):
+    """Return read() once two calls half a second apart agree, or the last value at timeout_s.
+
+    A proxy may still fetch in the background after its clients are served, so its traffic is
+    read only once it stops changing.
+    """
     deadline = time.monotonic() + timeout_s
-    counts = wan.traffic(digest)
+    value = read()
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        latest = wan.traffic(digest)
-        if latest == counts:
+        latest = read()
+        if latest == value:
             break
-        counts = latest
-    return counts
+        value = latest
+    return value
 
 
 class ColdBlobs:
@@ -266,7 +269,7 @@ def cold_fan_out(settings, targets, cold_blobs, wan, load_binary, work_dir, cpus
                 cold = driver.fan_out(load_binary, target.port, path, clients,
                                       expect_file=expected_path, cpus=cpus)
                 _check_fan_out(target, clients, cold)
-                gets, heads, body_bytes = _settled_traffic(wan, digest)
+                gets, heads, body_bytes = _settled(lambda: wan.traffic(digest))
                 warm = driver.fan_out(load_binary, target.port, path, clients,
                                       expect_file=expected_path, cpus=cpus)
                 _check_fan_out(target, clients, warm)
@@ -329,7 +332,8 @@ def image_pull(settings, targets, images, wan, load_binary, cpus):
             repository = target.repository_prefix + image.repository
             cold = driver.pull(load_binary, target.port, repository, "latest",
                                clients=settings.pull_clients, cpus=cpus)
-            requests, body_bytes = _settled_traffic_under(wan, f"/v2/{image.repository}/")
+            requests, body_bytes = _settled(
+                lambda: wan.traffic_under(f"/v2/{image.repository}/"))
             warm = driver.pull(load_binary, target.port, repository, "latest",
                                clients=settings.pull_clients, cpus=cpus)
             samples.append(Sample("image pull", case, target.name, {
@@ -339,18 +343,6 @@ def image_pull(settings, targets, images, wan, load_binary, cpus):
                 "upstream bytes / image": body_bytes / image.image_bytes,
             }))
     return samples
-
-
-def _settled_traffic_under(wan, path_prefix, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    counts = wan.traffic_under(path_prefix)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        latest = wan.traffic_under(path_prefix)
-        if latest == counts:
-            break
-        counts = latest
-    return counts
 
 
 def _add_total_against_one_client(samples, single_clients):

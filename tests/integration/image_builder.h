@@ -24,18 +24,17 @@
 #include <vector>
 
 #include "base/status.h"
+#include "proxy/media_types.h"
 #include "tests/integration/registry_endpoint.h"
 #include "tests/integration/skopeo.h"
 #include "tests/integration/temp_dir.h"
 
 namespace outpost::integration {
 
-inline constexpr std::string_view kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr std::string_view kOciIndexType = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kDockerManifestType =
-    "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr std::string_view kDockerManifestListType =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr std::string_view kOciManifestType = proxy::kOciImageManifest;
+inline constexpr std::string_view kOciIndexType = proxy::kOciImageIndex;
+inline constexpr std::string_view kDockerManifestType = proxy::kDockerManifestV2;
+inline constexpr std::string_view kDockerManifestListType = proxy::kDockerManifestList;
 
 // An Accept header value listing the four manifest types above, as a client that takes any
 // image sends it.

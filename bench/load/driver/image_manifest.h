@@ -16,15 +16,14 @@
 
 #include "base/digest.h"
 #include "base/status.h"
+#include "proxy/media_types.h"
 
 namespace outpost::load {
 
-inline constexpr std::string_view kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr std::string_view kOciIndexType = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kDockerManifestType =
-    "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr std::string_view kDockerManifestListType =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr std::string_view kOciManifestType = proxy::kOciImageManifest;
+inline constexpr std::string_view kOciIndexType = proxy::kOciImageIndex;
+inline constexpr std::string_view kDockerManifestType = proxy::kDockerManifestV2;
+inline constexpr std::string_view kDockerManifestListType = proxy::kDockerManifestList;
 
 // The Accept value that lists the four types above, indexes first, as container runtimes send.
 std::string manifestAcceptValue();
