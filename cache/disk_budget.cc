@@ -33,6 +33,28 @@ void DiskBudget::Pin::release() {
   order_ = nullptr;
 }
 
+DiskBudget::Reservation::Reservation(Reservation&& other) noexcept
+    : budget_(std::exchange(other.budget_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+
+DiskBudget::Reservation& DiskBudget::Reservation::operator=(Reservation&& other) noexcept {
+  if (this != &other) {
+    release();
+    budget_ = std::exchange(other.budget_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+DiskBudget::Reservation::~Reservation() { release(); }
+
+void DiskBudget::Reservation::release() {
+  if (budget_ != nullptr) {
+    budget_->reserved_bytes_.fetch_sub(bytes_, std::memory_order_relaxed);
+    budget_ = nullptr;
+    bytes_ = 0;
+  }
+}
+
 DiskBudget::DiskBudget(storage::Index& index, storage::BlobStore& store, const Clock& clock,
                        DiskBudgetOptions options)
     : index_(index), store_(store), options_(options), order_(clock) {}
@@ -86,13 +108,26 @@ void DiskBudget::recordAccess(const Digest& digest, uint64_t size_bytes) {
                       size_bytes, status.toString());
     return;
   }
-  if (order_.bytes() > highWatermarkBytes()) {
+  wakeIfOverHighWatermark();
+}
+
+void DiskBudget::wakeIfOverHighWatermark() {
+  if (bytesCounted() > highWatermarkBytes()) {
     {
       std::lock_guard lock(mutex_);
       wake_requested_ = true;
     }
     wake_.notify_one();
   }
+}
+
+DiskBudget::Reservation DiskBudget::reserve(uint64_t bytes) {
+  if (!isEnabled() || bytes == 0) {
+    return Reservation();
+  }
+  reserved_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  wakeIfOverHighWatermark();
+  return Reservation(this, bytes);
 }
 
 DiskBudget::Pin DiskBudget::pin(const Digest& digest) {
@@ -139,16 +174,16 @@ uint64_t DiskBudget::lowWatermarkBytes() const {
 }
 
 uint64_t DiskBudget::evictIfOverBudget() {
-  if (!isEnabled() || order_.bytes() <= highWatermarkBytes()) {
+  if (!isEnabled() || bytesCounted() <= highWatermarkBytes()) {
     return 0;
   }
   uint64_t freed = 0;
   // Candidates are taken again after each batch, since loop threads touch and add blobs while
   // earlier ones are evicted. A batch where nothing could be evicted ends the pass: every
   // remaining candidate is pinned or failing, and the next check tries again.
-  while (order_.bytes() > lowWatermarkBytes()) {
+  while (bytesCounted() > lowWatermarkBytes() && order_.entries() > 0) {
     std::vector<AccessOrder::Candidate> candidates =
-        order_.oldest(order_.bytes() - lowWatermarkBytes());
+        order_.oldest(bytesCounted() - lowWatermarkBytes());
     bool evicted_any = false;
     for (const AccessOrder::Candidate& candidate : candidates) {
       if (evict(candidate)) {
@@ -157,8 +192,9 @@ uint64_t DiskBudget::evictIfOverBudget() {
       }
     }
     if (!evicted_any) {
-      log::cache().warn("disk budget exceeded and nothing evictable bytes={} budget_bytes={}",
-                        order_.bytes(), options_.budget_bytes);
+      log::cache().warn(
+          "disk budget exceeded and nothing evictable bytes={} reserved_bytes={} budget_bytes={}",
+          order_.bytes(), bytesReserved(), options_.budget_bytes);
       break;
     }
   }

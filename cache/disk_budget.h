@@ -16,9 +16,10 @@
 //
 // Pins. A blob being sent is pinned (pin() returns a guard) and is never chosen for eviction.
 //
-// NOTE: downloads in progress are not counted until they commit, and nothing makes a new
-// download wait for space, so a burst of large downloads can overshoot the budget until the
-// thread catches up.
+// Reservations. A download whose length is known reserves it (reserve() returns a guard) from
+// its response head until it ends, so that the thread makes room while the bytes arrive.
+// NOTE: nothing makes a new download wait for space, so a burst of downloads larger than the
+// evictable blobs still overshoots the budget until they end.
 //
 // Threads: recordAccess, pin and the accessors may be called from any thread.
 #pragma once
@@ -83,6 +84,28 @@ class DiskBudget {
     std::optional<Digest> digest_;
   };
 
+  // Counts `bytes` of a download in progress toward the watermarks while it lives. Empty when
+  // there is no budget.
+  class Reservation {
+   public:
+    Reservation() = default;
+    Reservation(Reservation&& other) noexcept;
+    Reservation& operator=(Reservation&& other) noexcept;
+    Reservation(const Reservation&) = delete;
+    Reservation& operator=(const Reservation&) = delete;
+    ~Reservation();
+
+    uint64_t bytes() const { return bytes_; }
+
+   private:
+    friend class DiskBudget;
+    Reservation(DiskBudget* budget, uint64_t bytes) : budget_(budget), bytes_(bytes) {}
+    void release();
+
+    DiskBudget* budget_ = nullptr;
+    uint64_t bytes_ = 0;
+  };
+
   // `index`, `store` and `clock` must outlive this object.
   DiskBudget(storage::Index& index, storage::BlobStore& store, const Clock& clock,
              DiskBudgetOptions options);
@@ -104,6 +127,9 @@ class DiskBudget {
   void recordAccess(const Digest& digest, uint64_t size_bytes);
   // Returns an empty Pin without a budget.
   Pin pin(const Digest& digest);
+  // Reserves `bytes` for a download in progress and wakes the eviction thread when the usage
+  // with reservations crosses the high watermark. The Reservation must not outlive this object.
+  Reservation reserve(uint64_t bytes);
 
   // Reads every blob record of the index into the order. BLOCKING: scans the index. start()
   // runs it on its thread; tests call it directly.
@@ -114,6 +140,7 @@ class DiskBudget {
   uint64_t evictIfOverBudget();
 
   uint64_t bytesUsed() const { return order_.bytes(); }
+  uint64_t bytesReserved() const { return reserved_bytes_.load(std::memory_order_relaxed); }
   uint64_t entries() const { return order_.entries(); }
   uint64_t budgetBytes() const { return options_.budget_bytes; }
   bool isEnabled() const { return options_.budget_bytes > 0; }
@@ -122,6 +149,9 @@ class DiskBudget {
 
  private:
   uint64_t highWatermarkBytes() const;
+  // Committed bytes plus reservations.
+  uint64_t bytesCounted() const { return order_.bytes() + bytesReserved(); }
+  void wakeIfOverHighWatermark();
   uint64_t lowWatermarkBytes() const;
   // Evicts one candidate; false when it was skipped or failed.
   bool evict(const AccessOrder::Candidate& candidate);
@@ -133,6 +163,7 @@ class DiskBudget {
   AccessOrder order_;
   DiskBudgetCounters counters_;
   std::atomic<bool> restored_{false};
+  std::atomic<uint64_t> reserved_bytes_{0};
 
   std::mutex mutex_;
   std::condition_variable wake_;

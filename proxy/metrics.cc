@@ -80,6 +80,9 @@ void Metrics::appendDiskBudget(std::string& out) const {
   appendGauge(out, "outpost_cache_disk_bytes",
               "Bytes of committed blobs in the data folder, as counted by the disk budget.",
               disk_budget_->bytesUsed());
+  appendGauge(out, "outpost_cache_disk_reserved_bytes",
+              "Bytes announced by blob downloads in progress, counted toward the disk budget.",
+              disk_budget_->bytesReserved());
   appendGauge(out, "outpost_cache_disk_entries", "Committed blobs in the data folder.",
               disk_budget_->entries());
   appendCounter(out, "outpost_cache_evictions_total",

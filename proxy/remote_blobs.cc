@@ -175,6 +175,9 @@ class BlobDownload final : public UpstreamHandler {
     status_ = response.status;
     if (status_ == 200 && response.content_length) {
       fill_->setTotalSize(*response.content_length);
+      // Counted toward the disk budget until this download ends, so that room is made while
+      // the bytes arrive.
+      reservation_ = remote_.context_.disk_budget->reserve(*response.content_length);
     }
     if (status_ == 429) {
       std::string_view retry_after = response.header("Retry-After");
@@ -263,6 +266,7 @@ class BlobDownload final : public UpstreamHandler {
   std::shared_ptr<cache::BlobFill> fill_;
   std::unique_ptr<UpstreamCall> call_;
   int status_ = 0;
+  cache::DiskBudget::Reservation reservation_;
 };
 
 void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name,

@@ -145,6 +145,57 @@ TEST_F(DiskBudgetTest, ReleasedPinAllowsEviction) {
   EXPECT_FALSE(isStored(digests[0]));
 }
 
+TEST_F(DiskBudgetTest, ReservationMakesRoomAhead) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(1000);  // high 900, low 500
+  std::vector<Digest> digests = addBlobs(*budget, 6);
+  EXPECT_EQ(budget->evictIfOverBudget(), 0u);
+
+  DiskBudget::Reservation reservation = budget->reserve(400);
+  EXPECT_EQ(budget->bytesReserved(), 400u);
+
+  // 600 committed and 400 reserved: down to 500 counted, so 100 committed bytes may stay.
+  EXPECT_EQ(budget->evictIfOverBudget(), 500u);
+  EXPECT_EQ(budget->bytesUsed(), 100u);
+  EXPECT_TRUE(isStored(digests[5]));
+  EXPECT_FALSE(isStored(digests[4]));
+}
+
+TEST_F(DiskBudgetTest, ReleasedReservationCountsNothing) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(1000);
+  std::vector<Digest> digests = addBlobs(*budget, 6);
+  {
+    DiskBudget::Reservation reservation = budget->reserve(400);
+    DiskBudget::Reservation moved = std::move(reservation);
+    EXPECT_EQ(reservation.bytes(), 0u);
+    EXPECT_EQ(moved.bytes(), 400u);
+    EXPECT_EQ(budget->bytesReserved(), 400u);
+  }
+
+  EXPECT_EQ(budget->bytesReserved(), 0u);
+  EXPECT_EQ(budget->evictIfOverBudget(), 0u);
+  EXPECT_TRUE(isStored(digests[0]));
+}
+
+TEST_F(DiskBudgetTest, ReservationsAloneEvictEverything) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(1000);
+  std::vector<Digest> digests = addBlobs(*budget, 2);
+  DiskBudget::Reservation reservation = budget->reserve(2000);
+
+  EXPECT_EQ(budget->evictIfOverBudget(), 200u);
+
+  EXPECT_EQ(budget->entries(), 0u);
+  EXPECT_EQ(budget->bytesReserved(), 2000u);
+}
+
+TEST_F(DiskBudgetTest, NoBudgetReservesNothing) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(0);
+
+  DiskBudget::Reservation reservation = budget->reserve(400);
+
+  EXPECT_EQ(reservation.bytes(), 0u);
+  EXPECT_EQ(budget->bytesReserved(), 0u);
+}
+
 TEST_F(DiskBudgetTest, PinOfUnknownBlobIsEmpty) {
   std::unique_ptr<DiskBudget> budget = makeBudget(1000);
   DiskBudget::Pin pin = budget->pin(sha256Of("never stored"));
