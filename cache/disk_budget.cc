@@ -121,6 +121,16 @@ void DiskBudget::wakeIfOverHighWatermark() {
   }
 }
 
+void DiskBudget::forget(const Digest& digest) {
+  if (!isEnabled()) {
+    return;
+  }
+  if (Status erased = order_.erase(digest); !erased.isOk()) {
+    log::cache().debug("removed blob still counted digest={} reason=\"{}\"", digest.str(),
+                       erased.toString());
+  }
+}
+
 DiskBudget::Reservation DiskBudget::reserve(uint64_t bytes) {
   if (!isEnabled() || bytes == 0) {
     return Reservation();

@@ -127,6 +127,9 @@ class DiskBudget {
   void recordAccess(const Digest& digest, uint64_t size_bytes);
   // Returns an empty Pin without a budget.
   Pin pin(const Digest& digest);
+  // Stops counting a blob that was removed by other means (the scrub). A pinned entry stays
+  // until an eviction finds its file gone.
+  void forget(const Digest& digest);
   // Reserves `bytes` for a download in progress and wakes the eviction thread when the usage
   // with reservations crosses the high watermark. The Reservation must not outlive this object.
   Reservation reserve(uint64_t bytes);

@@ -135,6 +135,8 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   service.setServerCounters(&server.counters());
   if (scrubber) {
     service.metrics().setScrubCounters(&scrubber->counters());
+    cache::DiskBudget* budget = &service.diskBudget();
+    scrubber->setOnRemoved([budget](const Digest& digest) { budget->forget(digest); });
   }
   if (Status status = server.bind(); !status.isOk()) {
     log::proxy().critical("listen failed address={}:{} error=\"{}\"", options.host, options.port,

@@ -269,6 +269,10 @@ void Scrubber::removeMissing(const Digest& digest) {
                          digest.str(), deleted.toString());
     return;
   }
+  // The callback runs before the count, so that a reader who sees the count sees its effect.
+  if (on_removed_) {
+    on_removed_(digest);
+  }
   counters_.missing_removed.fetch_add(1);
   log::storage().error("scrub found blob file missing, record deleted digest={} path={}",
                        digest.str(), store_.pathFor(digest).string());
@@ -303,6 +307,9 @@ void Scrubber::removeCorrupt(const Digest& digest, const BlobFile& file,
         "scrub found corrupt blob, record deleted but removing the file failed digest={} {} "
         "error=\"{}\"",
         digest.str(), reason, removed.toString());
+  }
+  if (on_removed_) {
+    on_removed_(digest);
   }
   counters_.corrupt_removed.fetch_add(1);
   log::storage().error("scrub removed corrupt blob digest={} {} path={}", digest.str(), reason,

@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -128,6 +129,13 @@ class Scrubber {
 
   const ScrubCounters& counters() const { return counters_; }
 
+  // Sets a function that runs on the scrub thread after the scrub deleted the index record of a
+  // corrupt or missing blob, so that whoever counts the cached blobs stops counting it. Call it
+  // before start().
+  void setOnRemoved(std::function<void(const Digest&)> on_removed) {
+    on_removed_ = std::move(on_removed);
+  }
+
  private:
   enum class PassResult { kCompleted, kFailed, kStopped };
   enum class ReadResult { kDone, kFailed, kStopped };
@@ -150,6 +158,7 @@ class Scrubber {
   const ScrubOptions options_;
   const Clock& clock_;
   ScrubCounters counters_;
+  std::function<void(const Digest&)> on_removed_;
 
   // Set by stop(). Written under mutex_, so that a thread that checked it under mutex_ and then
   // waits on wake_ is sure to be notified.

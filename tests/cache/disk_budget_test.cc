@@ -243,6 +243,17 @@ TEST_F(DiskBudgetTest, RestoreKeepsOrderAcrossRestart) {
   }
 }
 
+TEST_F(DiskBudgetTest, ForgottenBlobNoLongerCounted) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(1000);
+  std::vector<Digest> digests = addBlobs(*budget, 3);
+
+  budget->forget(digests[1]);
+  budget->forget(sha256Of("never stored"));
+
+  EXPECT_EQ(budget->bytesUsed(), 200u);
+  EXPECT_EQ(budget->entries(), 2u);
+}
+
 TEST_F(DiskBudgetTest, BlobRemovedElsewhereCountsAsEvicted) {
   // The scrub removes a damaged blob without telling the budget, which then finds it gone.
   std::unique_ptr<DiskBudget> budget = makeBudget(1000);

@@ -26,7 +26,9 @@ class ScrubTest : public ScriptedBlobTest {
     startWithBlob(1u << 20, 7, [](OutpostOptions& options) {
       // With a 0s interval, passes start 1 s apart (the minimum), so that damage is found
       // within about a second.
-      options.storage_yaml = "  scrub_bytes_per_second: 67108864\n  scrub_interval: 0s\n";
+      options.storage_yaml =
+          "  scrub_bytes_per_second: 67108864\n  scrub_interval: 0s\n"
+          "  disk_budget_bytes: 104857600\n";
     });
   }
 
@@ -65,6 +67,9 @@ TEST_F(ScrubTest, DamagedBlobFetchedAgain) {
 
   EXPECT_EQ(waitForMetric("outpost_scrub_corrupt_removed_total", 1), 1u);
   EXPECT_FALSE(std::filesystem::exists(storedPath()));
+  // The disk budget stops counting the removed blob.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(uint64_t counted, outpost_->metric("outpost_cache_disk_bytes"));
+  EXPECT_EQ(counted, 0u);
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult again, httpGet(blob_url_));
   EXPECT_EQ(again.status, 200);

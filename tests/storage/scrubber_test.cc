@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,6 +76,10 @@ class ScrubberTest : public ::testing::Test {
 
   Scrubber& startScrubber(const ScrubOptions& options, const Clock& clock) {
     scrubber_ = std::make_unique<Scrubber>(*index_, *store_, options, clock);
+    scrubber_->setOnRemoved([this](const Digest& digest) {
+      std::lock_guard lock(removed_mutex_);
+      removed_.push_back(digest);
+    });
     Status started = scrubber_->start();
     EXPECT_TRUE(started.isOk()) << started.toString();
     return *scrubber_;
@@ -94,6 +99,11 @@ class ScrubberTest : public ::testing::Test {
   }
 
   bool isIndexed(const Digest& digest) const { return index_->getBlob(digest).hasValue(); }
+  // The digests the scrubber reported through its removal callback, in order.
+  std::vector<Digest> removedDigests() {
+    std::lock_guard lock(removed_mutex_);
+    return removed_;
+  }
   bool hasFile(const Digest& digest) const { return fs::exists(store_->pathFor(digest)); }
 
   TempFolder folder_;
@@ -101,6 +111,8 @@ class ScrubberTest : public ::testing::Test {
   std::unique_ptr<BlobStore> store_;
   std::unique_ptr<Index> index_;
   std::unique_ptr<Scrubber> scrubber_;
+  std::mutex removed_mutex_;
+  std::vector<Digest> removed_;
 };
 
 struct TakeStep {
@@ -191,6 +203,7 @@ TEST_F(ScrubberTest, FlippedByteRemovesBlob) {
   EXPECT_FALSE(hasFile(damaged));
   EXPECT_TRUE(isIndexed(intact));
   EXPECT_TRUE(hasFile(intact));
+  EXPECT_EQ(removedDigests(), std::vector<Digest>{damaged});
 }
 
 TEST_F(ScrubberTest, TruncatedFileRemovesBlob) {
@@ -218,6 +231,7 @@ TEST_F(ScrubberTest, MissingFileRemovesRecord) {
   EXPECT_EQ(counters.blobs_verified.load(), 1u);
   EXPECT_FALSE(isIndexed(missing));
   EXPECT_TRUE(isIndexed(intact));
+  EXPECT_EQ(removedDigests(), std::vector<Digest>{missing});
 }
 
 TEST_F(ScrubberTest, RateLimitPacesReads) {
