@@ -14,7 +14,7 @@ namespace {
 
 // Writes formatted lines to standard error in batches. One write(2) per line would cost a
 // busy loop thread a system call per request for its access line alone, so lines gather in a
-// buffer that goes out when it holds kFlushBytes, when a warning or worse is logged, every
+// buffer that goes out when it reaches kFlushBytes, when a warning or worse is logged, every
 // kFlushInterval, and at exit. A crash loses at most that interval of info lines.
 class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:

@@ -13,9 +13,9 @@
 //     touch moves an entry from the set to the list.
 // oldest() merges all these sorted sequences by access time.
 //
-// TODO: an entry costs about 250 bytes (a million restored entries added 243 MiB of resident
-// memory in the index-scale bench), mostly the digest kept as text in both sequences and the
-// map; a fixed-size binary key would cut that by more than half.
+// TODO: an entry costs about 250 bytes. A million restored entries added 243 MiB of resident
+// memory in the index-scale bench, mostly for the digest kept as text in the map and the
+// sequences. A fixed-size binary key would cut that by more than half (an estimate).
 //
 // Threads: every method may be called from any thread.
 #pragma once

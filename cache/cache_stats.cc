@@ -57,10 +57,10 @@ std::optional<std::vector<std::pair<std::string, uint64_t>>> listedBlobs(std::st
 // Keeps the first `top` elements of `items` in the order of `before`.
 template <typename T, typename Before>
 void keepTop(std::vector<T>& items, size_t top, Before before) {
-  size_t kept = std::min(top, items.size());
-  std::partial_sort(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(kept), items.end(),
-                    before);
-  items.erase(items.begin() + static_cast<std::ptrdiff_t>(kept), items.end());
+  size_t kept_count = std::min(top, items.size());
+  auto kept_end = items.begin() + static_cast<std::ptrdiff_t>(kept_count);
+  std::partial_sort(items.begin(), kept_end, items.end(), before);
+  items.erase(kept_end, items.end());
 }
 
 std::string formatBytes(uint64_t bytes) {

@@ -1,7 +1,7 @@
 // DiskBudget: keeps the committed blobs of the data folder within a byte budget by evicting
 // the least recently used ones.
 //
-// Design. An AccessOrder holds every committed blob with its size, in least-recently-used order.
+// Design. An AccessOrder contains every committed blob with its size, in least-recently-used order.
 // It is rebuilt at start from the blob records of the index (their last_access_ms), on the
 // budget's own thread, so that start-up reads no blob file and does not wait for the scan. Loop
 // threads record each hit and each commit (recordAccess). When the bytes exceed the high

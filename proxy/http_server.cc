@@ -95,8 +95,8 @@ class LoopServer {
   HttpServer& server() { return *server_; }
   EventLoop& loop() { return *loop_; }
   RequestIdGenerator& ids() { return ids_; }
-  // Scratch space for recv(2), shared by the loop's connections: a connection keeps only the
-  // bytes it has not parsed yet, so an idle connection holds no read buffer.
+  // Scratch space for recv(2), shared by the loop's connections. A connection keeps only the
+  // bytes it has not parsed yet, so an idle connection owns no read buffer.
   std::span<char> readBuffer() { return {read_buffer_.get(), kReadChunkBytes}; }
   const ServerOptions& options() const { return server_->options_; }
   bool isShuttingDown() const { return shutting_down_; }
@@ -137,9 +137,9 @@ class Connection {
   void closeIfIdle();
   bool isIdle() const { return state_ == State::kReading && !has_partial_request_; }
 
-  // Exchange side. While the handler runs inside dispatch(), queued bytes wait for its return,
-  // so that a head and its body leave in one send(2) and a head ahead of a file carries
-  // MSG_MORE; later calls (a download in progress, say) send at once.
+  // Exchange side. While the handler runs inside dispatch(), queued bytes wait for its return.
+  // A head and its body then leave in one send(2), and a head ahead of a file carries
+  // MSG_MORE. Calls after the handler returned (a download in progress, say) send at once.
   void queueBytes(std::string_view bytes);
   void queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset, uint64_t length,
                  std::function<void()> on_sent);

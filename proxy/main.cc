@@ -252,21 +252,24 @@ int cacheStats(const std::string& config_path, size_t top) {
     std::fprintf(stderr, "outpost: logging setup failed\n");
     return 2;
   }
+
   // Read-only, without the index's lock, so that it runs beside a serving server.
   std::filesystem::path index_dir = std::filesystem::path(config->storage.data_dir) / "index";
   Expected<std::unique_ptr<storage::Index>> index =
       storage::Index::open(index_dir, storage::Index::OpenMode::kReadOnly);
   if (!index) {
-    std::fprintf(stderr, "outpost: cannot read the index in %s: %s\n", index_dir.c_str(),
-                 index.status().toString().c_str());
+    std::fprintf(stderr, "outpost: cannot read the index in %s: %s; check storage.data_dir\n",
+                 index_dir.c_str(), index.status().toString().c_str());
     return 2;
   }
+
   Expected<cache::CacheStats> stats = cache::collectCacheStats(**index, top);
   if (!stats) {
     std::fprintf(stderr, "outpost: reading the index in %s failed: %s\n", index_dir.c_str(),
                  stats.status().toString().c_str());
     return 2;
   }
+
   cache::CacheLimits limits{config->storage.disk_budget_bytes,
                             config->storage.high_watermark_percent,
                             config->storage.low_watermark_percent};

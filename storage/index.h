@@ -106,13 +106,13 @@ class Index {
   enum class OpenMode {
     // Creates the folder and missing column families; takes RocksDB's lock on the folder.
     kReadWrite,
-    // Reads an existing index without its lock, so a report can run beside the server. It sees
-    // the records as they were at open. Every write fails.
+    // Reads an existing index without its lock, so a report can run beside the server. Reads
+    // return the records as they were at open. Every write fails.
     kReadOnly,
   };
 
   // Opens the database in `dir`, or creates it in kReadWrite mode. kNotFound in kReadOnly mode
-  // when `dir` holds no index.
+  // when `dir` contains no index.
   static Expected<std::unique_ptr<Index>> open(const std::filesystem::path& dir,
                                                OpenMode mode = OpenMode::kReadWrite);
 

@@ -269,7 +269,7 @@ void Scrubber::removeMissing(const Digest& digest) {
                          digest.str(), deleted.toString());
     return;
   }
-  // The callback runs before the count, so that a reader who sees the count sees its effect.
+  // The callback runs before the count, so that a reader of the count finds its effect done.
   if (on_removed_) {
     on_removed_(digest);
   }

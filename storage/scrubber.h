@@ -130,8 +130,7 @@ class Scrubber {
   const ScrubCounters& counters() const { return counters_; }
 
   // Sets a function that runs on the scrub thread after the scrub deleted the index record of a
-  // corrupt or missing blob, so that whoever counts the cached blobs stops counting it. Call it
-  // before start().
+  // corrupt or missing blob, so that the disk budget stops counting it. Call it before start().
   void setOnRemoved(std::function<void(const Digest&)> on_removed) {
     on_removed_ = std::move(on_removed);
   }

@@ -45,7 +45,7 @@ _START_TIMEOUT_S = 120.0
 
 
 class _Sizes:
-    """The index size, digest sample and connection counts of a full or a quick run."""
+    """The index size and digest sample of a full or a quick run."""
 
     def __init__(self, quick):
         self.images = 10_000 if quick else 1_000_000

@@ -36,7 +36,7 @@ class RunSettings:
         self.quick = quick
         self.repetitions = 1 if quick else 3
         self.duration_s = 1 if quick else 2
-        # Manifest runs are short: at 50,000 to 100,000 requests per second one second holds
+        # Manifest runs are short. At 50,000 to 100,000 requests per second one second gives
         # enough requests for a p99.9, and the full run has 36 manifest cases.
         self.manifest_duration_s = 1
         self.warm_blob_sizes = [1 * MIB] if quick else [1 * MIB, 64 * MIB, 512 * MIB]

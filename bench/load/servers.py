@@ -211,7 +211,7 @@ def start_nginx(group, work_dir, files_dir, cpus):
 class WanHop:
     """An nginx between the proxies and the upstream that caps each connection's rate.
 
-    It stands in for the WAN link of a branch office. Its access log counts what crossed it.
+    It plays the WAN link of a branch office. Its access log counts what crossed it.
     """
 
     def __init__(self, port, process, log_path, rate_bytes_per_s):
@@ -276,9 +276,9 @@ def start_wan_hop(group, work_dir, upstream_port, cpus, rate_bytes_per_s):
 def start_nginx_cache(group, work_dir, remote_port, cpus, tag_ttl):
     """Start nginx as a caching reverse proxy of the registry at remote_port.
 
-    The configuration is what a team would write for a registry cache: responses by digest are
-    immutable and kept long, tag responses for tag_ttl (the same TTL Outpost gets), the key
-    includes the Accept header because a manifest's form depends on it, and
+    The configuration is what a team would write for a registry cache. Responses by digest are
+    immutable and kept long, and tag responses are kept for tag_ttl (the TTL Outpost gets).
+    The key includes the Accept header, because a manifest's form depends on it.
     proxy_cache_lock makes concurrent misses of one URL wait for a single upstream fetch.
     The lock timeouts are raised from their 5 s default so that a slow 200 MiB fill is not
     fetched again by every waiting client.

@@ -4,8 +4,8 @@
 // States:
 //   kDisconnected  no socket; send() connects first
 //   kConnecting    connect in flight, maybe with a request waiting for it
-//   kIdle          connected, no request outstanding; reading goes on, so that a close by the
-//                  server is noticed at once
+//   kIdle          connected, no request outstanding. Reading goes on, so that a close by
+//                  the server is noticed at once.
 //   kExchanging    a request was sent and its response is not complete yet
 //
 // The libuv handle lives in a separately allocated Socket that is freed in its close callback,
