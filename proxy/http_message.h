@@ -36,6 +36,7 @@ class HttpRequest {
   std::vector<std::string_view> headerValues(std::string_view name) const;
   size_t headerCount() const { return headers_.size(); }
 
+  // The buffered body; empty for a request whose body streams (see Exchange::readBody()).
   const std::string& body() const { return body_; }
   bool keepAlive() const { return keep_alive_; }
   // True for an HTTP/1.0 request, which keeps its connection only when both sides say so.

@@ -12,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <span>
+#include <utility>
 
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -23,6 +24,13 @@ namespace {
 constexpr size_t kReadChunkBytes = 64 * 1024;
 // Bytes one writable event may send before yielding to other connections of the loop.
 constexpr uint64_t kMaxBytesPerWritableEvent = 8 * 1024 * 1024;
+// Bytes one readable event may receive before yielding to other connections of the loop. It
+// matters for streamed bodies and draining, because they read without an input buffer limit.
+constexpr uint64_t kMaxBytesPerReadableEvent = 1024 * 1024;
+// The maximum time a connection reads and discards an unread request body after its response.
+constexpr int64_t kDrainTimeoutMs = 5'000;
+// The interim response to `Expect: 100-continue` (RFC 9110 section 15.2.1).
+constexpr std::string_view kContinueResponse = "HTTP/1.1 100 Continue\r\n\r\n";
 // A request id from X-Request-Id is kept when it is 1 to 64 of [A-Za-z0-9._-].
 constexpr size_t kMaxRequestIdLength = 64;
 
@@ -126,7 +134,15 @@ class LoopServer {
 
 class Connection {
  public:
-  enum class State { kReading, kHandling, kClosing };
+  enum class State { kReading, kHandling, kDraining, kClosing };
+  // The read state of the body of the request in kHandling.
+  enum class BodyState {
+    kBuffered,   // the whole body, if any, is in request_.body()
+    kUnread,     // the body streams and the handler has not called readBody() yet
+    kStreaming,  // readBody() was called: body bytes go to body_on_data_ as they arrive
+    kComplete,   // readBody() delivered the whole body
+    kAbandoned,  // delivery stopped before the end; the rest of the body is never parsed
+  };
 
   Connection(LoopServer* owner, int fd);
 
@@ -136,6 +152,9 @@ class Connection {
   // Closes the connection if it waits for a request; used at shutdown.
   void closeIfIdle();
   bool isIdle() const { return state_ == State::kReading && !has_partial_request_; }
+  bool isBodyComplete() const {
+    return body_state_ == BodyState::kBuffered || body_state_ == BodyState::kComplete;
+  }
 
   // Exchange side. While the handler runs inside dispatch(), queued bytes wait for its return.
   // A head and its body then leave in one send(2), and a head ahead of a file carries
@@ -144,6 +163,13 @@ class Connection {
   void queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset, uint64_t length,
                  std::function<void()> on_sent);
   void finishExchange();
+  // Starts delivering the request body, as Exchange::readBody() describes. `may_send_continue`
+  // is false once the response head was written.
+  void readBody(std::function<bool(std::string_view)> on_data, std::function<void()> on_end,
+                bool may_send_continue);
+  // Decides, as a response head is written, whether the connection stays open after the
+  // response: not when the client asked to close, nor when the body was not read to its end.
+  bool decideKeepAlive();
 
  private:
   struct FileRange {
@@ -158,10 +184,23 @@ class Connection {
   static void onTimer(uv_timer_t* handle);
   static void onHandleClosed(uv_handle_t* handle);
 
+  bool wantsInput() const;
   void readAvailable();
   void processInput();
   void dispatch();
   void rejectRequest(int status, std::string_view message);
+  void sendContinue();
+
+  void deliverBufferedBody(std::function<bool(std::string_view)> on_data,
+                           std::function<void()> on_end);
+  // Parses streamed body bytes, which reach body_on_data_ through onBodyData(). Bytes after
+  // the body's end stay in input_ for the next request. `bytes` is input_ itself when
+  // `is_from_input`, else a received buffer.
+  void deliverBody(std::string_view bytes, bool is_from_input);
+  bool onBodyData(std::string_view piece);
+  void completeBody();
+  void abandonBody();
+  void startDraining();
   // The outcome of one send(2) or sendfile(2) call.
   enum class WriteStep { kSent, kBlocked, kClosed, kIdle };
 
@@ -188,6 +227,10 @@ class Connection {
   RequestParser parser_;
   bool has_partial_request_ = false;
   bool peer_closed_ = false;
+  BodyState body_state_ = BodyState::kBuffered;
+  // The readBody() callbacks while the body streams. Each is moved out while it runs.
+  std::function<bool(std::string_view)> body_on_data_;
+  std::function<void()> body_on_end_;
 
   std::shared_ptr<Exchange> exchange_;
   bool exchange_finished_ = false;
@@ -197,6 +240,10 @@ class Connection {
   size_t output_sent_ = 0;
   FileRange file_;
   bool write_blocked_ = false;
+  // Whether the connection stays open after the current response; see decideKeepAlive().
+  bool keep_alive_ = true;
+  // True while the handler or a body callback runs: queued bytes, and the end of the
+  // exchange, wait for it to return.
   bool dispatching_ = false;
 };
 
@@ -225,7 +272,7 @@ void Exchange::writeHead(ResponseHead& head, uint64_t content_length) {
   text.append("\r\nX-Request-Id: ");
   text.append(request_id_);
   text.append("\r\n");
-  if (!request_->keepAlive()) {
+  if (!connection_->decideKeepAlive()) {
     text.append("Connection: close\r\n");
   } else if (request_->isHttp10()) {
     // HTTP/1.0 closes after each response unless the server confirms keep-alive.
@@ -245,6 +292,14 @@ void Exchange::respond(ResponseHead head, std::string_view body) {
     connection_->queueBytes(body);
   }
   finish();
+}
+
+void Exchange::readBody(std::function<bool(std::string_view chunk)> on_data,
+                        std::function<void()> on_end) {
+  if (!isOpen()) {
+    return;
+  }
+  connection_->readBody(std::move(on_data), std::move(on_end), !head_sent_);
 }
 
 void Exchange::startResponse(ResponseHead head, uint64_t content_length) {
@@ -303,7 +358,10 @@ void Exchange::detach() {
 Connection::Connection(LoopServer* owner, int fd)
     : owner_(owner),
       fd_(fd),
-      parser_(&request_, owner->options().max_header_bytes, owner->options().max_body_bytes) {}
+      parser_(&request_, owner->options().max_header_bytes, owner->options().max_body_bytes,
+              &owner->options().streams_body) {
+  parser_.setBodySink([this](std::string_view piece) { return onBodyData(piece); });
+}
 
 void Connection::start() {
   uv_loop_t* loop = owner_->loop().uv();
@@ -321,9 +379,7 @@ void Connection::updatePollEvents() {
     return;
   }
   int events = 0;
-  // While a request is handled, keep reading only to notice a closed peer, and stop once a
-  // pipelined backlog fills the input buffer.
-  if (!peer_closed_ && input_.size() < owner_->options().max_header_bytes * 2) {
+  if (wantsInput()) {
     events |= UV_READABLE;
   }
   if (write_blocked_) {
@@ -353,12 +409,23 @@ void Connection::armTimer(int64_t timeout_ms) {
 
 void Connection::onTimer(uv_timer_t* handle) {
   auto* self = static_cast<Connection*>(handle->data);
-  if (self->state_ == State::kHandling) {
-    self->close("send timed out");
-  } else if (self->has_partial_request_) {
-    self->rejectRequest(408, "request headers timed out");
-  } else {
-    self->close("idle timeout");
+  switch (self->state_) {
+    case State::kReading:
+      if (self->has_partial_request_) {
+        self->rejectRequest(408, "request headers timed out");
+      } else {
+        self->close("idle timeout");
+      }
+      break;
+    case State::kHandling:
+      if (self->body_state_ == BodyState::kStreaming && !self->write_blocked_) {
+        self->close("request body timed out");
+      } else {
+        self->close("send timed out");
+      }
+      break;
+    case State::kDraining: self->close("unread request body drained"); break;
+    case State::kClosing: break;
   }
 }
 
@@ -378,9 +445,23 @@ void Connection::onPoll(uv_poll_t* handle, int status, int events) {
   self->updatePollEvents();
 }
 
+bool Connection::wantsInput() const {
+  if (peer_closed_ || state_ == State::kClosing) {
+    return false;
+  }
+  if (state_ == State::kDraining ||
+      (state_ == State::kHandling && body_state_ == BodyState::kStreaming)) {
+    return true;
+  }
+  // Otherwise, while a request is handled, keep reading only to notice a closed peer, and stop
+  // once a pipelined backlog fills the input buffer.
+  return input_.size() < owner_->options().max_header_bytes * 2;
+}
+
 void Connection::readAvailable() {
   std::span<char> buffer = owner_->readBuffer();
-  while (state_ != State::kClosing && input_.size() < owner_->options().max_header_bytes * 2) {
+  uint64_t received_now = 0;
+  while (wantsInput() && received_now < kMaxBytesPerReadableEvent) {
     ssize_t received =
         retryOnEintr([&] { return ::recv(fd_, buffer.data(), buffer.size(), 0); });
     if (received < 0) {
@@ -394,7 +475,14 @@ void Connection::readAvailable() {
       peer_closed_ = true;
       break;
     }
-    input_.append(buffer.data(), static_cast<size_t>(received));
+    received_now += static_cast<uint64_t>(received);
+    std::string_view bytes(buffer.data(), static_cast<size_t>(received));
+    if (state_ == State::kHandling && body_state_ == BodyState::kStreaming) {
+      // Straight from the shared buffer to the handler, so a large body never piles up here.
+      deliverBody(bytes, false);
+    } else if (state_ != State::kDraining) {
+      input_.append(bytes);
+    }
     if (static_cast<size_t>(received) < buffer.size()) {
       break;
     }
@@ -426,6 +514,10 @@ void Connection::processInput() {
     if (result == RequestParser::Result::kNeedMore) {
       return;  // wait for more bytes
     }
+    if (result == RequestParser::Result::kHeadersComplete && !parser_.isBodyStreaming()) {
+      sendContinue();  // the body is buffered, and the client waits for 100 Continue
+      continue;
+    }
     dispatch();
   }
 }
@@ -434,11 +526,14 @@ void Connection::dispatch() {
   has_partial_request_ = false;
   state_ = State::kHandling;
   uv_timer_stop(&timer_);
+  body_state_ = parser_.isBodyStreaming() ? BodyState::kUnread : BodyState::kBuffered;
+  keep_alive_ = request_.keepAlive();
 
   std::string_view given_id = request_.header("X-Request-Id");
   std::string request_id =
       isWellFormedRequestId(given_id) ? std::string(given_id) : owner_->ids().next();
   exchange_ = std::make_shared<Exchange>(this, &request_, std::move(request_id), &owner_->loop());
+  exchange_->setBodyComplete(body_state_ == BodyState::kBuffered);
   exchange_finished_ = false;
   exchange_bytes_sent_ = 0;
   output_.clear();
@@ -470,6 +565,146 @@ void Connection::rejectRequest(int status, std::string_view message) {
   close("rejected");
 }
 
+void Connection::sendContinue() {
+  ssize_t sent = retryOnEintr([&] {
+    return ::send(fd_, kContinueResponse.data(), kContinueResponse.size(),
+                  MSG_NOSIGNAL | MSG_DONTWAIT);
+  });
+  if (sent == static_cast<ssize_t>(kContinueResponse.size())) {
+    owner_->server().counters_.bytes_sent.fetch_add(kContinueResponse.size(),
+                                                    std::memory_order_relaxed);
+    return;
+  }
+  if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    // The client sends the body anyway after waiting a while (RFC 9110 section 10.1.1).
+    return;
+  }
+  close(sent < 0 ? std::strerror(errno) : "100 Continue cut short");
+}
+
+// ----- Request bodies ---------------------------------------------------------------------
+
+void Connection::readBody(std::function<bool(std::string_view)> on_data,
+                          std::function<void()> on_end, bool may_send_continue) {
+  if (exchange_finished_) {
+    return;
+  }
+  if (body_state_ == BodyState::kBuffered) {
+    deliverBufferedBody(std::move(on_data), std::move(on_end));
+    return;
+  }
+  if (body_state_ != BodyState::kUnread) {
+    return;  // read before, or the exchange finished
+  }
+  body_state_ = BodyState::kStreaming;
+  body_on_data_ = std::move(on_data);
+  body_on_end_ = std::move(on_end);
+  if (may_send_continue && parser_.expectsContinue()) {
+    queueBytes(kContinueResponse);
+  }
+
+  // Body bytes that came with the head, or while the handler was busy, go first.
+  if (state_ == State::kHandling && !input_.empty()) {
+    deliverBody(input_, true);
+  } else if (!dispatching_) {
+    flush();  // arms the body timer
+  }
+  if (state_ == State::kHandling) {
+    updatePollEvents();
+  }
+}
+
+void Connection::deliverBufferedBody(std::function<bool(std::string_view)> on_data,
+                                     std::function<void()> on_end) {
+  body_state_ = BodyState::kStreaming;
+  body_on_data_ = std::move(on_data);
+  body_on_end_ = std::move(on_end);
+  bool was_dispatching = std::exchange(dispatching_, true);
+  const std::string& body = request_.body();
+  if (body.empty() || onBodyData(body)) {
+    completeBody();
+  }
+  dispatching_ = was_dispatching;
+  if (!was_dispatching) {
+    flush();
+  }
+}
+
+void Connection::deliverBody(std::string_view bytes, bool is_from_input) {
+  bool was_dispatching = std::exchange(dispatching_, true);
+  size_t consumed = 0;
+  RequestParser::Result result = parser_.parse(bytes, &consumed);
+  if (result == RequestParser::Result::kComplete) {
+    if (is_from_input) {
+      input_.erase(0, consumed);
+    } else {
+      input_.append(bytes.substr(consumed));
+    }
+    completeBody();
+  } else {
+    if (is_from_input) {
+      input_.clear();
+    }
+    // A stop by the handler left body_state_ at kAbandoned; still streaming means bad framing.
+    if (result == RequestParser::Result::kError && state_ == State::kHandling &&
+        body_state_ == BodyState::kStreaming) {
+      log::proxy().debug("request body rejected req={} reason=\"{}\"", exchange_->requestId(),
+                         parser_.errorReason());
+      close("invalid request body");
+    }
+  }
+  dispatching_ = was_dispatching;
+  if (!was_dispatching) {
+    flush();
+  }
+}
+
+bool Connection::onBodyData(std::string_view piece) {
+  if (state_ != State::kHandling || body_state_ != BodyState::kStreaming) {
+    return false;
+  }
+  // Moved out while it runs, so that a close or finish inside it cannot destroy it.
+  std::function<bool(std::string_view)> on_data = std::move(body_on_data_);
+  body_on_data_ = nullptr;
+  bool wants_more = on_data(piece);
+  if (state_ != State::kHandling || body_state_ != BodyState::kStreaming) {
+    return false;  // the handler finished or aborted the exchange
+  }
+  if (!wants_more) {
+    abandonBody();
+    return false;
+  }
+  body_on_data_ = std::move(on_data);
+  return true;
+}
+
+void Connection::completeBody() {
+  if (state_ != State::kHandling || body_state_ != BodyState::kStreaming) {
+    return;
+  }
+  body_state_ = BodyState::kComplete;
+  body_on_data_ = nullptr;
+  exchange_->setBodyComplete(true);
+  std::function<void()> on_end = std::move(body_on_end_);
+  body_on_end_ = nullptr;
+  if (on_end) {
+    on_end();
+  }
+}
+
+void Connection::abandonBody() {
+  body_state_ = BodyState::kAbandoned;
+  body_on_data_ = nullptr;
+  body_on_end_ = nullptr;
+}
+
+bool Connection::decideKeepAlive() {
+  keep_alive_ = request_.keepAlive() && isBodyComplete();
+  return keep_alive_;
+}
+
+// ----- Responses ----------------------------------------------------------------------------
+
 void Connection::queueBytes(std::string_view bytes) {
   output_.append(bytes);
   if (!dispatching_) {
@@ -487,6 +722,9 @@ void Connection::queueFile(std::shared_ptr<const void> owner, int fd, uint64_t o
 
 void Connection::finishExchange() {
   exchange_finished_ = true;
+  if (body_state_ == BodyState::kUnread || body_state_ == BodyState::kStreaming) {
+    abandonBody();
+  }
   if (!dispatching_) {
     flush();
   }
@@ -584,6 +822,9 @@ void Connection::flush() {
   }
   if (write_blocked_) {
     armTimer(owner_->options().send_timeout_ms);
+  } else if (body_state_ == BodyState::kStreaming) {
+    // Nothing to send while the body streams in: the timer waits for its next bytes.
+    armTimer(owner_->options().idle_timeout_ms);
   } else {
     // Nothing to send: the handler is producing the rest (a download in progress, say).
     uv_timer_stop(&timer_);
@@ -596,11 +837,16 @@ void Connection::completeExchange() {
   exchange_finished_ = false;
   logAccess(*exchange, true);
   exchange->detach();
-  bool keep_alive = request_.keepAlive() && !owner_->isShuttingDown();
+  bool keep_alive = keep_alive_ && isBodyComplete() && !owner_->isShuttingDown();
+  bool has_unread_body = body_state_ == BodyState::kAbandoned;
   request_.clear();
   if (!keep_alive) {
     ::shutdown(fd_, SHUT_WR);
-    close("connection: close");
+    if (has_unread_body) {
+      startDraining();
+    } else {
+      close("connection: close");
+    }
     return;
   }
   state_ = State::kReading;
@@ -628,8 +874,19 @@ void Connection::logAccess(const Exchange& exchange, bool completed) {
               completed ? "" : " aborted=true");
 }
 
+void Connection::startDraining() {
+  if (peer_closed_) {
+    close("peer closed");
+    return;
+  }
+  state_ = State::kDraining;
+  input_.clear();
+  armTimer(kDrainTimeoutMs);
+  updatePollEvents();
+}
+
 void Connection::closeIfIdle() {
-  if (isIdle()) {
+  if (isIdle() || state_ == State::kDraining) {
     close("server shutting down");
   }
 }
@@ -641,6 +898,8 @@ void Connection::close(std::string_view reason) {
   bool was_handling = state_ == State::kHandling;
   state_ = State::kClosing;
   log::proxy().trace("connection closed fd={} reason=\"{}\"", fd_, reason);
+  body_on_data_ = nullptr;
+  body_on_end_ = nullptr;
   if (was_handling && exchange_) {
     std::shared_ptr<Exchange> exchange = std::move(exchange_);
     logAccess(*exchange, false);

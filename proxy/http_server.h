@@ -7,9 +7,18 @@
 // One request is handled at a time per connection. Pipelined requests wait in the read buffer
 // and are parsed once the previous response has been written, so answers leave in order.
 //
+// A request body is buffered, and the handler called once the whole request is in, unless
+// ServerOptions::streams_body picks the request. Then the handler is called after the head,
+// and Exchange::readBody() hands it the body as it arrives, one recv(2) buffer at a time.
+//
 // Connection states:
 //   kReading   waiting for, or reading, a request; idle and header timeouts apply
-//   kHandling  the request was handed to the handler; the response is being produced
+//   kHandling  the request was handed to the handler; the response is being produced, and a
+//              streamed body may be read meanwhile
+//   kDraining  the response went out, but part of a streamed body was never read. The rest
+//              is read and discarded until the client closes or a timer fires, because a
+//              close with unread bytes sends a reset that may erase the response before the
+//              client reads it (RFC 9112 section 9.6)
 //   kClosing   uv_close was called on the handles; freed in the last close callback
 #pragma once
 
@@ -52,6 +61,29 @@ class Exchange {
   // It runs on the loop thread and is dropped after finish().
   void setOnAbort(std::function<void()> on_abort) { on_abort_ = std::move(on_abort); }
 
+  // Reads the request body. `on_data` receives the body bytes in order, after chunked
+  // decoding, and `on_end` runs once after the last byte. Both run on the loop thread and
+  // are never re-entered. Each view passed to `on_data` points into a read buffer and is
+  // valid only during the call.
+  //
+  // Bytes already received, and `on_end` when the body is already complete, are delivered
+  // before readBody() returns. That is always so for a buffered body, which arrives in one
+  // piece, and for a request without a body, which calls only `on_end`.
+  //
+  // When `on_data` returns false, reading stops: neither callback runs again, the handler is
+  // expected to respond with an error, and the connection closes after that response. When
+  // the connection closes first (client gone, timeout, abort()), the abort callback runs and
+  // neither callback runs again. While a streamed body is read, idle_timeout_ms is the
+  // maximum wait for the next bytes.
+  //
+  // For a streamed request with `Expect: 100-continue`, the first call writes the interim
+  // 100 (Continue) response, unless the response head was written before. Only the first
+  // call has an effect, and none has one after finish().
+  void readBody(std::function<bool(std::string_view chunk)> on_data, std::function<void()> on_end);
+  // Returns true once the whole body has been read: at once for a buffered body, and for a
+  // streamed one after its last byte went to `on_data`.
+  bool isBodyComplete() const { return is_body_complete_; }
+
   // Access-log fields.
   void setRepository(std::string_view repository) { repository_.assign(repository); }
   void setOutcome(CacheOutcome outcome) { outcome_ = outcome; }
@@ -62,7 +94,8 @@ class Exchange {
   uint8_t routeLabel() const { return route_label_; }
 
   // Sends a whole response: `head` plus Content-Length, X-Request-Id and the body. A HEAD
-  // request gets the same headers and no body.
+  // request gets the same headers and no body. A head written before a streamed body is
+  // complete carries `Connection: close`, and the connection closes after the response.
   void respond(ResponseHead head, std::string_view body);
   // Sends the head of a response whose body of `content_length` bytes follows through
   // writeBody() and sendFile() (both skipped for HEAD), then finish().
@@ -76,12 +109,15 @@ class Exchange {
   void sendFile(std::shared_ptr<const void> owner, int fd, uint64_t offset, uint64_t length,
                 std::function<void()> on_sent);
   // Marks the response complete. The next request is read once the queued bytes are sent.
+  // Finishing before a streamed body is complete stops its delivery: the rest of the body is
+  // never given to the handler, and the connection closes after the response.
   void finish();
   // Closes the connection at once: used when a body cannot be completed.
   void abort();
 
   // Connection side.
   void detach();
+  void setBodyComplete(bool is_complete) { is_body_complete_ = is_complete; }
   int status() const { return status_; }
   int64_t startedMs() const { return started_ms_; }
 
@@ -99,6 +135,7 @@ class Exchange {
   int status_ = 0;
   int64_t started_ms_;
   bool head_sent_ = false;
+  bool is_body_complete_ = true;
 };
 
 using RequestHandler = std::function<void(const std::shared_ptr<Exchange>&)>;
@@ -107,11 +144,20 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 5000;
   uint64_t max_header_bytes = 16 * 1024;
+  // The maximum size of a buffered request body, above which the server responds 413.
+  // Streamed bodies have no limit here, because their reader sets its own.
   uint64_t max_body_bytes = 4 * 1024 * 1024;
   int64_t header_timeout_ms = 10'000;
+  // The maximum wait for the next request on an idle connection, and for the next bytes of a
+  // streamed body that the handler reads.
   int64_t idle_timeout_ms = 60'000;
   int64_t send_timeout_ms = 60'000;
   uint32_t max_connections = 4096;  // for the whole server, split evenly between loops
+  // Chooses the requests whose body streams. It is called on the loop thread once the head of
+  // a request with a body (Content-Length above 0, or chunked) is parsed. A chosen request
+  // goes to the handler at once, with an empty request().body(), and the handler reads the
+  // body with Exchange::readBody(). Empty: every body is buffered.
+  std::function<bool(const HttpRequest&)> streams_body;
 };
 
 // Counters the server updates; read by the metrics page from any thread.

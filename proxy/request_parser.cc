@@ -1,5 +1,7 @@
 #include "proxy/request_parser.h"
 
+#include "base/ascii.h"
+
 namespace outpost::proxy {
 namespace {
 
@@ -21,8 +23,11 @@ RequestParser* parserOf(llhttp_t* parser) { return static_cast<RequestParser*>(p
 }  // namespace
 
 RequestParser::RequestParser(HttpRequest* request, uint64_t max_header_bytes,
-                             uint64_t max_body_bytes)
-    : request_(request), max_header_bytes_(max_header_bytes), max_body_bytes_(max_body_bytes) {
+                             uint64_t max_body_bytes, const StreamsBody* streams_body)
+    : request_(request),
+      max_header_bytes_(max_header_bytes),
+      max_body_bytes_(max_body_bytes),
+      streams_body_(streams_body) {
   static const llhttp_settings_t kSettings = [] {
     llhttp_settings_t settings;
     llhttp_settings_init(&settings);
@@ -44,10 +49,11 @@ RequestParser::Result RequestParser::parse(std::string_view input, size_t* consu
   llhttp_errno_t error = llhttp_execute(&parser_, input.data(), input.size());
   *consumed = input.size();
   if (error == HPE_PAUSED) {
-    // onMessageComplete paused the parser right after the request's last byte.
+    // onMessageComplete paused the parser right after the request's last byte, or
+    // onHeadersComplete right after the head of a request whose body waits.
     *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data());
     llhttp_resume(&parser_);
-    return Result::kComplete;
+    return is_complete_ ? Result::kComplete : Result::kHeadersComplete;
   }
   if (error != HPE_OK) {
     error_ = error;
@@ -84,8 +90,33 @@ int RequestParser::checkHeaderSize() {
   return HPE_OK;
 }
 
+int RequestParser::chooseBodyMode() {
+  // A request without Content-Length or chunked coding has no body (RFC 9112 section 6.3).
+  bool has_body = (parser_.flags & F_CHUNKED) || parser_.content_length > 0;
+  if (!has_body) {
+    return HPE_OK;
+  }
+
+  // A server ignores a 100-continue expectation in an HTTP/1.0 request (RFC 9110 section
+  // 10.1.1).
+  expects_continue_ = !request_->isHttp10() &&
+                      equalsIgnoreCase(trimOws(request_->header("Expect")), "100-continue");
+  is_body_streaming_ = streams_body_ != nullptr && *streams_body_ && (*streams_body_)(*request_);
+
+  // A streamed body has no size limit here: its reader sets its own.
+  if (!is_body_streaming_ && (parser_.flags & F_CONTENT_LENGTH) &&
+      parser_.content_length > max_body_bytes_) {
+    is_body_too_large_ = true;
+    return HPE_USER;
+  }
+  return is_body_streaming_ || expects_continue_ ? HPE_PAUSED : HPE_OK;
+}
+
 int RequestParser::onMessageBegin(llhttp_t* parser) {
-  parserOf(parser)->request_->clear();
+  RequestParser* self = parserOf(parser);
+  self->request_->clear();
+  self->is_body_streaming_ = false;
+  self->expects_continue_ = false;
   return HPE_OK;
 }
 
@@ -113,15 +144,15 @@ int RequestParser::onHeadersComplete(llhttp_t* parser) {
   self->request_->setMethod(methodOf(method), llhttp_method_name(method));
   self->request_->setKeepAlive(llhttp_should_keep_alive(parser) != 0);
   self->request_->setHttp10(parser->http_major == 1 && parser->http_minor == 0);
-  if ((parser->flags & F_CONTENT_LENGTH) && parser->content_length > self->max_body_bytes_) {
-    self->is_body_too_large_ = true;
-    return HPE_USER;
-  }
-  return HPE_OK;
+  return self->chooseBodyMode();
 }
 
 int RequestParser::onBody(llhttp_t* parser, const char* at, size_t length) {
   RequestParser* self = parserOf(parser);
+  if (self->is_body_streaming_) {
+    bool wants_more = self->body_sink_ && self->body_sink_(std::string_view(at, length));
+    return wants_more ? HPE_OK : HPE_USER;
+  }
   if (self->request_->body().size() + length > self->max_body_bytes_) {
     self->is_body_too_large_ = true;
     return HPE_USER;

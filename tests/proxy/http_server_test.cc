@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -66,6 +67,17 @@ class Client {
         break;
       }
       data.append(buffer, static_cast<size_t>(received));
+    }
+    return data;
+  }
+
+  // Reads one interim response (such as 100 Continue) up to its blank line, byte by byte so
+  // that nothing after it is consumed.
+  std::string readInterimResponse() {
+    std::string data;
+    char byte;
+    while (!data.ends_with("\r\n\r\n") && ::recv(fd_.get(), &byte, 1, 0) == 1) {
+      data.push_back(byte);
     }
     return data;
   }
@@ -428,6 +440,377 @@ TEST_F(HttpServerTest, FinishesRequestInFlightDuringShutdown) {
   loop_->join();
   server_.reset();
   loop_.reset();
+}
+
+// ----- Streamed request bodies ------------------------------------------------------------
+
+// Streams the bodies of requests under /upload; every other body is buffered.
+ServerOptions streamingOptions() {
+  ServerOptions options;
+  options.streams_body = [](const HttpRequest& request) {
+    return request.path().starts_with("/upload");
+  };
+  return options;
+}
+
+// Reads the body with readBody() and responds with the method, the target and the body.
+void echoBodyHandler(const std::shared_ptr<Exchange>& exchange) {
+  auto body = std::make_shared<std::string>();
+  exchange->readBody(
+      [body](std::string_view piece) {
+        body->append(piece);
+        return true;
+      },
+      [exchange, body] {
+        std::string text(exchange->request().methodName());
+        text += " ";
+        text += exchange->request().target();
+        text += " ";
+        text += *body;
+        exchange->respond(ResponseHead(200), text);
+      });
+}
+
+// Returns the byte at `offset` of the large test body.
+char patternByte(uint64_t offset) { return static_cast<char>(offset % 251); }
+
+TEST_F(HttpServerTest, StreamsBodyArrivingInSeveralWrites) {
+  std::promise<bool> dispatched_with_empty_body;
+  std::atomic<int> pieces{0};
+  std::atomic<bool> was_complete_before_end{true};
+  startServer(
+      [&](const std::shared_ptr<Exchange>& exchange) {
+        was_complete_before_end = exchange->isBodyComplete();
+        dispatched_with_empty_body.set_value(exchange->request().body().empty());
+        auto body = std::make_shared<std::string>();
+        exchange->readBody(
+            [&, body](std::string_view piece) {
+              ++pieces;
+              body->append(piece);
+              return true;
+            },
+            [exchange, body] {
+              std::string text = *body;
+              text += exchange->isBodyComplete() ? " complete" : " incomplete";
+              exchange->respond(ResponseHead(201), text);
+            });
+      },
+      streamingOptions());
+  Client client(port());
+  client.send("PATCH /upload/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\n\r\n");
+
+  // The handler runs once the head is in, before any body byte was sent.
+  auto dispatched = dispatched_with_empty_body.get_future();
+  ASSERT_EQ(dispatched.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(dispatched.get());
+  EXPECT_FALSE(was_complete_before_end.load());
+
+  for (std::string_view part : {"abcdefgh", "ijklmnopq", "rstuvwxyz"}) {
+    client.send(part);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 201 ")) << response;
+  EXPECT_TRUE(response.ends_with("\r\n\r\nabcdefghijklmnopqrstuvwxyz complete")) << response;
+  EXPECT_EQ(response.find("Connection: close"), std::string::npos) << response;
+  EXPECT_GE(pieces.load(), 3) << "each write should arrive as it is sent";
+}
+
+TEST_F(HttpServerTest, StreamsChunkedBody) {
+  startServer(echoBodyHandler, streamingOptions());
+  Client client(port());
+  client.send("PUT /upload/2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  client.send("lo\r\n6\r\n world\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  client.send("0\r\n\r\n");
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 200 ")) << response;
+  EXPECT_TRUE(response.ends_with("\r\n\r\nPUT /upload/2 hello world")) << response;
+}
+
+TEST_F(HttpServerTest, StreamsLargeBodyInPiecesOfOneRead) {
+  constexpr uint64_t kBodyBytes = 50u << 20;
+  ServerOptions options = streamingOptions();
+  options.max_body_bytes = 1024;  // applies to buffered bodies only
+  startServer(
+      [](const std::shared_ptr<Exchange>& exchange) {
+        struct Tally {
+          uint64_t bytes = 0;
+          uint64_t mismatches = 0;
+          size_t max_piece = 0;
+        };
+        auto tally = std::make_shared<Tally>();
+        exchange->readBody(
+            [tally](std::string_view piece) {
+              for (char byte : piece) {
+                tally->mismatches += byte != patternByte(tally->bytes++);
+              }
+              tally->max_piece = std::max(tally->max_piece, piece.size());
+              return true;
+            },
+            [exchange, tally] {
+              exchange->respond(ResponseHead(201),
+                                "bytes=" + std::to_string(tally->bytes) +
+                                    " mismatches=" + std::to_string(tally->mismatches) +
+                                    " max_piece=" + std::to_string(tally->max_piece));
+            });
+      },
+      options);
+  Client client(port());
+  client.send("PUT /upload/3 HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kBodyBytes) +
+              "\r\n\r\n");
+  std::string part(1u << 20, '\0');
+  for (uint64_t offset = 0; offset < kBodyBytes; offset += part.size()) {
+    for (size_t i = 0; i < part.size(); ++i) {
+      part[i] = patternByte(offset + i);
+    }
+    client.send(part);
+  }
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 201 ")) << response;
+  EXPECT_NE(response.find("bytes=52428800 mismatches=0 "), std::string::npos) << response;
+
+  // Each piece is at most one recv(2) buffer: the body never gathers in the server.
+  size_t max_piece_at = response.find("max_piece=");
+  ASSERT_NE(max_piece_at, std::string::npos) << response;
+  EXPECT_LE(std::stoul(response.substr(max_piece_at + 10)), 64u * 1024) << response;
+}
+
+TEST_F(HttpServerTest, ClosesAfterHandlerDeclinesBody) {
+  std::atomic<int> pieces{0};
+  std::atomic<bool> ended{false};
+  startServer(
+      [&](const std::shared_ptr<Exchange>& exchange) {
+        exchange->readBody(
+            [&, exchange](std::string_view) {
+              ++pieces;
+              // The response goes out on a later turn of the loop, after reading stopped.
+              exchange->loop().post(
+                  [exchange] { exchange->respond(ResponseHead(413), "upload too large"); });
+              return false;
+            },
+            [&] { ended = true; });
+      },
+      streamingOptions());
+  Client client(port());
+  client.send("PATCH /upload/4 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+  client.send(std::string(100000, 'a'));
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 413 ")) << response;
+  EXPECT_NE(response.find("Connection: close\r\n"), std::string::npos) << response;
+
+  // A client that sends the rest of its body before it reads the response is not reset: the
+  // server reads and discards the rest before it closes.
+  for (int i = 0; i < 9; ++i) {
+    client.send(std::string(100000, 'a'));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(client.waitForClose());
+  EXPECT_EQ(pieces.load(), 1);
+  EXPECT_FALSE(ended.load());
+}
+
+TEST_F(HttpServerTest, ClosesAfterResponseWithoutReadingBody) {
+  std::atomic<int> requests{0};
+  startServer(
+      [&](const std::shared_ptr<Exchange>& exchange) {
+        ++requests;
+        exchange->respond(ResponseHead(401), "unauthorized");
+      },
+      streamingOptions());
+  Client client(port());
+  // The body looks like a request: it must not be parsed as one.
+  std::string body = "GET /inside-body HTTP/1.1\r\nHost: x\r\n\r\n";
+  client.send(
+      "PUT /upload/5 HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body + "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string responses = client.readResponses(2);
+  EXPECT_TRUE(responses.starts_with("HTTP/1.1 401 ")) << responses;
+  EXPECT_NE(responses.find("Connection: close\r\n"), std::string::npos) << responses;
+  EXPECT_EQ(responses.find("HTTP/1.1", 1), std::string::npos) << responses;
+  EXPECT_TRUE(client.waitForClose());
+  EXPECT_EQ(requests.load(), 1);
+}
+
+TEST_F(HttpServerTest, RunsAbortCallbackWhenClientLeavesMidBody) {
+  std::promise<void> got_data;
+  std::promise<void> aborted;
+  std::atomic<bool> ended{false};
+  startServer(
+      [&](const std::shared_ptr<Exchange>& exchange) {
+        exchange->setOnAbort([&] { aborted.set_value(); });
+        auto is_first = std::make_shared<bool>(true);
+        exchange->readBody(
+            [&, is_first](std::string_view) {
+              if (std::exchange(*is_first, false)) {
+                got_data.set_value();
+              }
+              return true;
+            },
+            [&] { ended = true; });
+      },
+      streamingOptions());
+  {
+    Client client(port());
+    client.send("PATCH /upload/6 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    client.send(std::string(1000, 'b'));
+    ASSERT_EQ(got_data.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  }
+  EXPECT_EQ(aborted.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_FALSE(ended.load());
+}
+
+TEST_F(HttpServerTest, ClosesConnectionWhenBodyStalls) {
+  ServerOptions options = streamingOptions();
+  options.idle_timeout_ms = 200;
+  std::promise<void> aborted;
+  std::atomic<bool> ended{false};
+  startServer(
+      [&](const std::shared_ptr<Exchange>& exchange) {
+        exchange->setOnAbort([&] { aborted.set_value(); });
+        exchange->readBody([](std::string_view) { return true; }, [&] { ended = true; });
+      },
+      options);
+  Client client(port());
+  client.send("PATCH /upload/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(aborted.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(client.waitForClose());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
+  EXPECT_FALSE(ended.load());
+}
+
+TEST_F(HttpServerTest, ClosesConnectionOnInvalidChunkedBody) {
+  std::promise<void> aborted;
+  startServer(
+      [&](const std::shared_ptr<Exchange>& exchange) {
+        exchange->setOnAbort([&] { aborted.set_value(); });
+        echoBodyHandler(exchange);
+      },
+      streamingOptions());
+  Client client(port());
+  client.send(
+      "PUT /upload/8 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\nzz\r\n");
+  EXPECT_EQ(aborted.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_TRUE(client.waitForClose());
+}
+
+TEST_F(HttpServerTest, SendsContinueWhenStreamedBodyIsRead) {
+  startServer(echoBodyHandler, streamingOptions());
+  Client client(port());
+  client.send(
+      "PUT /upload/9 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  ASSERT_TRUE(client.hasDataWithin(2000));
+  EXPECT_EQ(client.readInterimResponse(), "HTTP/1.1 100 Continue\r\n\r\n");
+  client.send("hello");
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 200 ")) << response;
+  EXPECT_TRUE(response.ends_with("PUT /upload/9 hello")) << response;
+}
+
+TEST_F(HttpServerTest, SendsNoContinueWhenHandlerAnswersWithoutReading) {
+  startServer(
+      [](const std::shared_ptr<Exchange>& exchange) {
+        exchange->respond(ResponseHead(401), "unauthorized");
+      },
+      streamingOptions());
+  Client client(port());
+  client.send(
+      "PUT /upload/10 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 401 ")) << response;
+  EXPECT_EQ(response.find("100 Continue"), std::string::npos) << response;
+  EXPECT_NE(response.find("Connection: close\r\n"), std::string::npos) << response;
+}
+
+TEST_F(HttpServerTest, SendsContinueBeforeBufferedBody) {
+  startServer(echoBodyHandler);
+  Client client(port());
+  client.send(
+      "POST /buffered HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n");
+  ASSERT_TRUE(client.hasDataWithin(2000));
+  EXPECT_EQ(client.readInterimResponse(), "HTTP/1.1 100 Continue\r\n\r\n");
+  client.send("hello");
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.ends_with("POST /buffered hello")) << response;
+  EXPECT_EQ(response.find("Connection: close"), std::string::npos) << response;
+}
+
+TEST_F(HttpServerTest, IgnoresContinueExpectationFromHttp10) {
+  startServer(echoBodyHandler, streamingOptions());
+  for (std::string_view path : {"/buffered", "/upload/11"}) {
+    SCOPED_TRACE(path);
+    Client client(port());
+    client.send("POST " + std::string(path) +
+                " HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    EXPECT_FALSE(client.hasDataWithin(200));
+    client.send("hello");
+    std::string response = client.readResponses(1);
+    EXPECT_TRUE(response.starts_with("HTTP/1.1 200 ")) << response;
+    EXPECT_TRUE(response.ends_with(std::string(path) + " hello")) << response;
+  }
+}
+
+TEST_F(HttpServerTest, AnswersRequestPipelinedAfterStreamedBody) {
+  startServer(echoBodyHandler, streamingOptions());
+
+  // The next request arrives with the head and body, before readBody().
+  Client together(port());
+  together.send(
+      "PUT /upload/12 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+      "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string responses = together.readResponses(2);
+  size_t upload = responses.find("PUT /upload/12 hello");
+  size_t next = responses.find("GET /next ");
+  ASSERT_NE(upload, std::string::npos) << responses;
+  ASSERT_NE(next, std::string::npos) << responses;
+  EXPECT_LT(upload, next);
+
+  // The next request arrives in the same read as the end of the body.
+  Client after(port());
+  after.send("PUT /upload/13 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  after.send(
+      "world"
+      "PUT /upload/14 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+  responses = after.readResponses(2);
+  upload = responses.find("PUT /upload/13 helloworld");
+  next = responses.find("PUT /upload/14 abc");
+  ASSERT_NE(upload, std::string::npos) << responses;
+  ASSERT_NE(next, std::string::npos) << responses;
+  EXPECT_LT(upload, next);
+}
+
+TEST_F(HttpServerTest, EndsEmptyStreamedBodyAtOnce) {
+  startServer(echoBodyHandler, streamingOptions());
+  Client client(port());
+  client.send("PUT /upload/15 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_TRUE(client.readResponses(1).ends_with("PUT /upload/15 "));
+  client.send("PUT /upload/16 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  EXPECT_TRUE(client.readResponses(1).ends_with("PUT /upload/16 "));
+  client.send("POST /upload/17 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(client.readResponses(1).ends_with("POST /upload/17 "));
+  EXPECT_EQ(server_->counters().connections_accepted.load(), 1u);
+}
+
+TEST_F(HttpServerTest, ReadsBufferedBodyInOnePiece) {
+  std::atomic<int> pieces{0};
+  startServer([&](const std::shared_ptr<Exchange>& exchange) {
+    auto body = std::make_shared<std::string>(exchange->request().body());
+    exchange->readBody(
+        [&, body](std::string_view piece) {
+          ++pieces;
+          return piece == *body;
+        },
+        [exchange] { exchange->respond(ResponseHead(204), ""); });
+  });
+  Client client(port());
+  client.send("POST /buffered HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  std::string response = client.readResponses(1);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 204 ")) << response;
+  EXPECT_EQ(pieces.load(), 1);
 }
 
 }  // namespace
