@@ -151,6 +151,9 @@ Status DiskBudget::restore() {
   uint64_t restored = 0;
   auto started = std::chrono::steady_clock::now();
   Status status = index_.forEachBlob([&](const Digest& digest, const storage::BlobRecord& record) {
+    if (index_.isBlobHeld(digest)) {
+      return true;  // never evicted, so not counted
+    }
     if (Status restored_one = order_.restore(digest, record.size, record.last_access_ms);
         !restored_one.isOk()) {
       log::cache().warn("blob record not restored digest={} error=\"{}\"", digest.str(),
@@ -194,14 +197,21 @@ uint64_t DiskBudget::evictIfOverBudget() {
   while (bytesCounted() > lowWatermarkBytes() && order_.entries() > 0) {
     std::vector<AccessOrder::Candidate> candidates =
         order_.oldest(bytesCounted() - lowWatermarkBytes());
-    bool evicted_any = false;
+    bool made_progress = false;
     for (const AccessOrder::Candidate& candidate : candidates) {
-      if (evict(candidate)) {
-        freed += candidate.size_bytes;
-        evicted_any = true;
+      switch (evict(candidate)) {
+        case EvictOutcome::kEvicted:
+          freed += candidate.size_bytes;
+          made_progress = true;
+          break;
+        case EvictOutcome::kHeld:
+          made_progress = true;
+          break;
+        case EvictOutcome::kSkipped:
+          break;
       }
     }
-    if (!evicted_any) {
+    if (!made_progress) {
       log::cache().warn(
           "disk budget exceeded and nothing evictable bytes={} reserved_bytes={} budget_bytes={}",
           order_.bytes(), bytesReserved(), options_.budget_bytes);
@@ -211,10 +221,27 @@ uint64_t DiskBudget::evictIfOverBudget() {
   return freed;
 }
 
-bool DiskBudget::evict(const AccessOrder::Candidate& candidate) {
+Status DiskBudget::hold(const Digest& digest) {
+  std::lock_guard lock(evict_mutex_);
+  storage::Index::Batch batch;
+  batch.putHeldBlob(digest);
+  OUTPOST_RETURN_IF_ERROR(index_.write(std::move(batch), storage::Index::WriteMode::kSynced));
+  if (isEnabled()) {
+    // A pinned entry stays counted until an eviction finds it held.
+    (void)order_.erase(digest);
+  }
+  return Status::ok();
+}
+
+DiskBudget::EvictOutcome DiskBudget::evict(const AccessOrder::Candidate& candidate) {
   const Digest& digest = candidate.digest;
+  std::lock_guard lock(evict_mutex_);
   if (!order_.erase(digest).isOk()) {
-    return false;  // pinned since oldest() chose it, or already erased
+    return EvictOutcome::kSkipped;  // pinned since oldest() chose it, or already erased
+  }
+  if (index_.isBlobHeld(digest)) {
+    // A local repository contains it: it stays on disk and is no longer counted.
+    return EvictOutcome::kHeld;
   }
   if (Status status = index_.deleteBlob(digest); !status.isOk()) {
     counters_.eviction_failures.fetch_add(1, std::memory_order_relaxed);
@@ -222,7 +249,7 @@ bool DiskBudget::evict(const AccessOrder::Candidate& candidate) {
                        status.toString());
     // The blob is still served, so it stays in the order, at its old place.
     (void)order_.restore(digest, candidate.size_bytes, candidate.last_access_ms);
-    return false;
+    return EvictOutcome::kSkipped;
   }
   if (Status status = store_.remove(digest);
       !status.isOk() && status.code() != StatusCode::kNotFound) {
@@ -230,13 +257,13 @@ bool DiskBudget::evict(const AccessOrder::Candidate& candidate) {
     counters_.eviction_failures.fetch_add(1, std::memory_order_relaxed);
     log::cache().error("blob eviction failed step=file digest={} error=\"{}\"", digest.str(),
                        status.toString());
-    return false;
+    return EvictOutcome::kSkipped;
   }
   counters_.evictions.fetch_add(1, std::memory_order_relaxed);
   counters_.evicted_bytes.fetch_add(candidate.size_bytes, std::memory_order_relaxed);
   log::cache().debug("blob evicted digest={} bytes={} last_access_ms={}", digest.str(),
                      candidate.size_bytes, candidate.last_access_ms);
-  return true;
+  return EvictOutcome::kEvicted;
 }
 
 void DiskBudget::run() {

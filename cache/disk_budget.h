@@ -16,6 +16,10 @@
 //
 // Pins. A blob being sent is pinned (pin() returns a guard) and is never chosen for eviction.
 //
+// Held blobs. A blob that a local repository contains is held (hold(), a record in the index)
+// and never evicted. An eviction checks the hold under the same mutex that hold() takes. So a
+// blob held while its eviction runs either keeps its file or is written again by the push.
+//
 // Reservations. A download whose length is known reserves it (reserve() returns a guard) from
 // its response head until it ends, so that the thread makes room while the bytes arrive.
 // NOTE: nothing makes a new download wait for space, so a burst of downloads larger than the
@@ -127,6 +131,11 @@ class DiskBudget {
   void recordAccess(const Digest& digest, uint64_t size_bytes);
   // Returns an empty Pin without a budget.
   Pin pin(const Digest& digest);
+  // Records that a local repository contains `digest`, so that it is never evicted, and stops
+  // counting it. Waits for an eviction of any blob in progress. Once this returns OK, a
+  // committed file of the blob stays, and a blob committed later is never evicted. Writes the
+  // record with or without a budget. BLOCKING: a synced index write.
+  Status hold(const Digest& digest);
   // Stops counting a blob that was removed by other means (the scrub). A pinned entry stays
   // until an eviction finds its file gone.
   void forget(const Digest& digest);
@@ -156,8 +165,10 @@ class DiskBudget {
   uint64_t bytesCounted() const { return order_.bytes() + bytesReserved(); }
   void wakeIfOverHighWatermark();
   uint64_t lowWatermarkBytes() const;
-  // Evicts one candidate; false when it was skipped or failed.
-  bool evict(const AccessOrder::Candidate& candidate);
+  enum class EvictOutcome { kEvicted, kHeld, kSkipped };
+  // Evicts one candidate. kHeld when a local repository contains it, which drops it from the order, and
+  // kSkipped when it was pinned or the eviction failed.
+  EvictOutcome evict(const AccessOrder::Candidate& candidate);
   void run();
 
   storage::Index& index_;
@@ -167,6 +178,9 @@ class DiskBudget {
   DiskBudgetCounters counters_;
   std::atomic<bool> restored_{false};
   std::atomic<uint64_t> reserved_bytes_{0};
+
+  // Held across one eviction, and across the write of a hold.
+  std::mutex evict_mutex_;
 
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -20,6 +20,11 @@
 namespace outpost::proxy {
 namespace {
 
+// Upper bound of locals[].max_manifest_bytes. A manifest is kept in memory and in one index
+// record, and registries commonly cap manifests at 4 MiB, so 64 MiB leaves room for very large
+// indexes without letting one request take unbounded memory.
+constexpr int64_t kMaxManifestBytesLimit = int64_t{64} << 20;
+
 std::string inQuotes(std::string_view text) {
   std::string result = "\"";
   result += text;
@@ -127,13 +132,18 @@ class ConfigReader {
     if (!root.IsNull() && !root.IsMap()) {
       return invalidArgument("the configuration must be a YAML mapping of keys to values");
     }
-    OUTPOST_RETURN_IF_ERROR(checkKeys(root, "", {"server", "upstream", "storage", "log",
-                                                 "remotes", "default_repository"}));
+    OUTPOST_RETURN_IF_ERROR(checkKeys(
+        root, "",
+        {"server", "upstream", "storage", "log", "remotes", "locals", "default_repository"}));
     OUTPOST_RETURN_IF_ERROR(readServer(root["server"], &config.server));
     OUTPOST_RETURN_IF_ERROR(readUpstream(root["upstream"], &config.upstream));
     OUTPOST_RETURN_IF_ERROR(readStorage(root["storage"], &config.storage));
     OUTPOST_RETURN_IF_ERROR(readLog(root["log"], &config.log));
     OUTPOST_RETURN_IF_ERROR(readRemotes(root["remotes"], &config.remotes));
+    OUTPOST_RETURN_IF_ERROR(readLocals(root["locals"], config.remotes, &config.locals));
+    if (config.remotes.empty() && config.locals.empty()) {
+      return invalidAt("remotes", "at least one remote or local repository is required");
+    }
     OUTPOST_RETURN_IF_ERROR(readString(root, "", "default_repository", &config.default_repository));
     OUTPOST_RETURN_IF_ERROR(resolveDefaultRepository(&config));
     return config;
@@ -333,10 +343,10 @@ class ConfigReader {
   }
 
   Status readStorage(const YAML::Node& node, StorageConfig* storage) const {
-    OUTPOST_RETURN_IF_ERROR(checkKeys(
-        node, "storage",
-        {"data_dir", "scrub_bytes_per_second", "scrub_interval", "disk_budget_bytes",
-         "high_watermark_percent", "low_watermark_percent"}));
+    OUTPOST_RETURN_IF_ERROR(
+        checkKeys(node, "storage",
+                  {"data_dir", "scrub_bytes_per_second", "scrub_interval", "disk_budget_bytes",
+                   "high_watermark_percent", "low_watermark_percent", "upload_idle_timeout"}));
     bool is_set = false;
     std::string data_dir;
     OUTPOST_RETURN_IF_ERROR(readString(node, "storage", "data_dir", &data_dir, &is_set));
@@ -361,6 +371,8 @@ class ConfigReader {
                                           &storage->high_watermark_percent));
     OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "low_watermark_percent", 1, 99,
                                           &storage->low_watermark_percent));
+    OUTPOST_RETURN_IF_ERROR(
+        readDuration(node, "storage", "upload_idle_timeout", 1, &storage->upload_idle_timeout_ms));
     if (storage->low_watermark_percent >= storage->high_watermark_percent) {
       return invalidAt("storage.low_watermark_percent",
                        std::to_string(storage->low_watermark_percent) +
@@ -383,8 +395,8 @@ class ConfigReader {
   }
 
   Status readRemotes(const YAML::Node& node, std::vector<RemoteConfig>* remotes) const {
-    if (!node.IsDefined() || node.IsNull() || (node.IsSequence() && node.size() == 0)) {
-      return invalidAt("remotes", "at least one remote is required");
+    if (!node.IsDefined() || node.IsNull()) {
+      return Status::ok();
     }
     if (!node.IsSequence()) {
       return invalidAt("remotes", "must be a list of remotes");
@@ -400,6 +412,46 @@ class ConfigReader {
     return Status::ok();
   }
 
+  static Status readLocals(const YAML::Node& node, const std::vector<RemoteConfig>& remotes,
+                           std::vector<LocalConfig>* locals) {
+    if (!node.IsDefined() || node.IsNull()) {
+      return Status::ok();
+    }
+    if (!node.IsSequence()) {
+      return invalidAt("locals", "must be a list of local repositories");
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string path = indexPath("locals", i);
+      const YAML::Node entry = node[i];
+      if (!entry.IsMap()) {
+        return invalidAt(path, "must be a mapping of keys to values");
+      }
+      OUTPOST_RETURN_IF_ERROR(
+          checkKeys(entry, path, {"name", "allow_delete", "immutable_tags", "max_manifest_bytes"}));
+      LocalConfig local;
+      OUTPOST_RETURN_IF_ERROR(readRepositoryKey(entry, path, &local.name));
+      OUTPOST_RETURN_IF_ERROR(readBool(entry, path, "allow_delete", &local.allow_delete));
+      OUTPOST_RETURN_IF_ERROR(readBool(entry, path, "immutable_tags", &local.immutable_tags));
+      OUTPOST_RETURN_IF_ERROR(readIntegerAs(entry, path, "max_manifest_bytes", 1024,
+                                            kMaxManifestBytesLimit, &local.max_manifest_bytes));
+      const std::string name_path = childPath(path, "name");
+      for (const RemoteConfig& remote : remotes) {
+        if (remote.name == local.name) {
+          return invalidAt(name_path, inQuotes(local.name) + " is already the name of a remote");
+        }
+      }
+      for (const LocalConfig& other : *locals) {
+        if (other.name == local.name) {
+          return invalidAt(name_path, inQuotes(local.name) +
+                                          " is already the name of another local "
+                                          "repository");
+        }
+      }
+      locals->push_back(std::move(local));
+    }
+    return Status::ok();
+  }
+
   Status readRemote(const YAML::Node& node, const std::string& path, RemoteConfig* remote) const {
     if (!node.IsMap()) {
       return invalidAt(path, "must be a mapping of keys to values");
@@ -409,7 +461,7 @@ class ConfigReader {
                                        "password_env", "ca_file", "insecure_skip_verify",
                                        "tag_ttl", "library_prefix"}));
 
-    OUTPOST_RETURN_IF_ERROR(readRemoteName(node, path, &remote->name));
+    OUTPOST_RETURN_IF_ERROR(readRepositoryKey(node, path, &remote->name));
     OUTPOST_RETURN_IF_ERROR(readRemoteUrl(node, path, &remote->url));
     OUTPOST_RETURN_IF_ERROR(readHosts(node["hosts"], childPath(path, "hosts"), &remote->hosts));
     OUTPOST_RETURN_IF_ERROR(readCredentials(node, path, remote));
@@ -430,10 +482,10 @@ class ConfigReader {
     return Status::ok();
   }
 
-  // The name is the first path component of requests for this remote, so besides the key
+  // The name is the first path component of requests for this repository, so besides the key
   // pattern it must also be a valid repository name component ("a-" and "a..b" are not).
-  static Status readRemoteName(const YAML::Node& node, const std::string& path,
-                               std::string* name) {
+  static Status readRepositoryKey(const YAML::Node& node, const std::string& path,
+                                  std::string* name) {
     OUTPOST_RETURN_IF_ERROR(readString(node, path, "name", name));
     const std::string name_path = childPath(path, "name");
     if (name->empty()) {
@@ -445,7 +497,7 @@ class ConfigReader {
         });
     if (!matches_pattern || !isValidRepositoryName(*name)) {
       return invalidAt(name_path, inQuotes(*name) +
-                                      " is not a valid remote name; use lower-case letters, "
+                                      " is not a valid repository name; use lower-case letters, "
                                       "digits, and '_' or '-' between them");
     }
     return Status::ok();
@@ -579,19 +631,28 @@ class ConfigReader {
 
   static Status resolveDefaultRepository(Config* config) {
     if (config->default_repository.empty()) {
-      config->default_repository = config->remotes.front().name;
+      config->default_repository =
+          config->remotes.empty() ? config->locals.front().name : config->remotes.front().name;
       return Status::ok();
     }
-    std::string names;
+    std::vector<std::string_view> names;
     for (const RemoteConfig& remote : config->remotes) {
-      if (remote.name == config->default_repository) {
-        return Status::ok();
-      }
-      names += names.empty() ? "" : ", ";
-      names += remote.name;
+      names.push_back(remote.name);
+    }
+    for (const LocalConfig& local : config->locals) {
+      names.push_back(local.name);
+    }
+    if (std::find(names.begin(), names.end(), config->default_repository) != names.end()) {
+      return Status::ok();
+    }
+    std::string listed;
+    for (std::string_view name : names) {
+      listed += listed.empty() ? "" : ", ";
+      listed += name;
     }
     return invalidAt("default_repository", inQuotes(config->default_repository) +
-                                               " names no remote; the remotes are " + names);
+                                               " names no repository; the repositories are " +
+                                               listed);
   }
 
   std::filesystem::path base_dir_;

@@ -45,6 +45,19 @@ struct RemoteConfig {
   bool library_prefix = false;
 };
 
+// A repository of images pushed to Outpost itself.
+struct LocalConfig {
+  // Repository key: the first path component that selects this repository (/v2/<name>/…).
+  std::string name;
+  // Whether DELETE of manifests, tags and blobs is allowed.
+  bool allow_delete = true;
+  // Whether a tag, once pushed, keeps its digest: a push of the same tag with another digest is
+  // rejected, and so is its deletion.
+  bool immutable_tags = false;
+  // Maximum size of a pushed manifest.
+  uint64_t max_manifest_bytes = 4 * 1024 * 1024;
+};
+
 struct ServerConfig {
   std::string listen_host = "127.0.0.1";
   // 0 lets the kernel pick a free port.
@@ -96,6 +109,8 @@ struct StorageConfig {
   uint64_t disk_budget_bytes = 0;
   uint32_t high_watermark_percent = 90;
   uint32_t low_watermark_percent = 80;
+  // Time an upload session may go without a request before it is removed with its bytes.
+  int64_t upload_idle_timeout_ms = int64_t{24} * 60 * 60 * 1000;
 };
 
 struct LogConfig {
@@ -109,8 +124,10 @@ struct Config {
   StorageConfig storage;
   LogConfig log;
   std::vector<RemoteConfig> remotes;
-  // Name of the remote that serves requests whose path names no repository key, which is what
-  // a Docker daemon configured with registry-mirrors sends. Defaults to the first remote.
+  std::vector<LocalConfig> locals;
+  // Name of the repository that serves requests whose path names no repository key, which is
+  // what a Docker daemon configured with registry-mirrors sends. Defaults to the first remote,
+  // or to the first local repository when there is no remote.
   std::string default_repository;
 };
 

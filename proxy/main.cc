@@ -4,9 +4,9 @@
 //   outpost check-config --config FILE
 //   outpost fsck --config FILE [--repair] [--verify-digests]
 //   outpost version
-#include <CLI/CLI.hpp>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -23,6 +23,7 @@
 #include "storage/fsck.h"
 #include "storage/index.h"
 #include "storage/scrubber.h"
+#include "storage/upload_store.h"
 
 namespace outpost {
 namespace {
@@ -98,6 +99,13 @@ int serve(const std::string& config_path, const std::string& log_level_override)
     return 1;
   }
 
+  Expected<std::unique_ptr<storage::UploadStore>> uploads = storage::UploadStore::open(data_dir);
+  if (!uploads) {
+    log::storage().critical("upload sessions failed to open path={} error=\"{}\"",
+                            (data_dir / "uploads").string(), uploads.status().toString());
+    return 1;
+  }
+
   // Declared before the service, whose /metrics reads its counters, so that it outlives it. It
   // reads the index and the store, so it is stopped before they close.
   std::unique_ptr<storage::Scrubber> scrubber;
@@ -116,7 +124,7 @@ int serve(const std::string& config_path, const std::string& log_level_override)
     loop_pointers.push_back(loops.back().get());
   }
 
-  proxy::RegistryService service(*config, **store, **index, SystemClock::instance(),
+  proxy::RegistryService service(*config, **store, **index, **uploads, SystemClock::instance(),
                                  loops.size());
   proxy::ServerOptions options;
   options.host = config->server.listen_host;
@@ -126,6 +134,7 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   options.idle_timeout_ms = config->server.idle_timeout_ms;
   options.send_timeout_ms = config->server.send_timeout_ms;
   options.max_connections = static_cast<uint32_t>(config->server.max_connections);
+  options.streams_body = &proxy::RegistryService::streamsBody;
   proxy::HttpServer server(loop_pointers, options,
                            [&service](const std::shared_ptr<proxy::Exchange>& exchange) {
                              service.handle(exchange);

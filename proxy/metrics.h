@@ -18,8 +18,19 @@
 
 namespace outpost::proxy {
 
-enum class Route : uint8_t { kBase, kManifest, kBlob, kTagsList, kMetrics, kHealth, kOther };
-inline constexpr size_t kRouteCount = 7;
+enum class Route : uint8_t {
+  kBase,
+  kManifest,
+  kBlob,
+  kBlobUpload,
+  kTagsList,
+  kCatalog,
+  kReferrers,
+  kMetrics,
+  kHealth,
+  kOther
+};
+inline constexpr size_t kRouteCount = 10;
 
 // Counters of one remote repository.
 struct RemoteCounters {

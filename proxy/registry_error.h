@@ -16,6 +16,10 @@ inline constexpr std::string_view kBlobUnknown = "BLOB_UNKNOWN";
 inline constexpr std::string_view kDigestInvalid = "DIGEST_INVALID";
 inline constexpr std::string_view kManifestUnknown = "MANIFEST_UNKNOWN";
 inline constexpr std::string_view kManifestInvalid = "MANIFEST_INVALID";
+inline constexpr std::string_view kManifestBlobUnknown = "MANIFEST_BLOB_UNKNOWN";
+inline constexpr std::string_view kBlobUploadUnknown = "BLOB_UPLOAD_UNKNOWN";
+inline constexpr std::string_view kBlobUploadInvalid = "BLOB_UPLOAD_INVALID";
+inline constexpr std::string_view kSizeInvalid = "SIZE_INVALID";
 inline constexpr std::string_view kNameInvalid = "NAME_INVALID";
 inline constexpr std::string_view kNameUnknown = "NAME_UNKNOWN";
 inline constexpr std::string_view kTagInvalid = "TAG_INVALID";
@@ -23,6 +27,8 @@ inline constexpr std::string_view kUnsupported = "UNSUPPORTED";
 inline constexpr std::string_view kDenied = "DENIED";
 inline constexpr std::string_view kTooManyRequests = "TOOMANYREQUESTS";
 inline constexpr std::string_view kPaginationNumberInvalid = "PAGINATION_NUMBER_INVALID";
+// Not in the OCI list; CNCF distribution sends it for failures of its own, such as storage.
+inline constexpr std::string_view kUnknown = "UNKNOWN";
 // Not in the OCI list; CNCF distribution sends it with 503 when a dependency is down.
 inline constexpr std::string_view kUnavailable = "UNAVAILABLE";
 }  // namespace error_code

@@ -1,7 +1,10 @@
 #include "proxy/registry_service.h"
 
+#include <algorithm>
+
 #include "base/log.h"
 #include "proxy/blocking_work.h"
+#include "proxy/content_response.h"
 #include "proxy/grammar.h"
 #include "proxy/registry_error.h"
 
@@ -11,6 +14,8 @@ namespace {
 // How often recorded blob access times are written to the index. A crash loses at most this
 // much access history, which only affects eviction order.
 constexpr uint64_t kAccessFlushIntervalMs = 10'000;
+// Names in a catalog page when the request gives no n, or a larger one.
+constexpr uint64_t kMaxCatalogPage = 1000;
 
 constexpr std::string_view kApiVersionHeader = "Docker-Distribution-API-Version";
 constexpr std::string_view kApiVersion = "registry/2.0";
@@ -29,22 +34,31 @@ bool isReadMethod(const HttpRequest& request) {
 }  // namespace
 
 RegistryService::RegistryService(const Config& config, storage::BlobStore& store,
-                                 storage::Index& index, const Clock& clock, size_t loop_count)
+                                 storage::Index& index, storage::UploadStore& uploads,
+                                 const Clock& clock, size_t loop_count)
     : config_(config),
       store_(store),
       index_(index),
       clock_(clock),
-      disk_budget_(index, store, clock,
-                   cache::DiskBudgetOptions{
-                       .budget_bytes = config.storage.disk_budget_bytes,
-                       .high_watermark_percent = config.storage.high_watermark_percent,
-                       .low_watermark_percent = config.storage.low_watermark_percent}),
-      router_(config) {
+      disk_budget_(
+          index, store, clock,
+          cache::DiskBudgetOptions{.budget_bytes = config.storage.disk_budget_bytes,
+                                   .high_watermark_percent = config.storage.high_watermark_percent,
+                                   .low_watermark_percent = config.storage.low_watermark_percent}),
+      router_(config),
+      uploads_(uploads) {
   metrics_.setDiskBudget(&disk_budget_);
   RemoteContext context{&store_,  &index_,          &fills_,          &disk_budget_,
                         &metrics_, &clock_, config_.upstream, loop_count};
   for (const RemoteConfig& remote : config_.remotes) {
     remotes_.push_back(std::make_unique<RemoteRepository>(remote, context));
+  }
+  LocalContext local_context{&store_, &index_, &uploads_, &disk_budget_, &metrics_, &clock_};
+  for (const LocalConfig& local : config_.locals) {
+    locals_.push_back(std::make_unique<LocalRepository>(local, local_context));
+    locals_.back()->setMountSourceCheck([this](std::string_view from, const Digest& digest) {
+      return mountSourceContains(from, digest);
+    });
   }
 }
 
@@ -74,13 +88,49 @@ void RegistryService::startLoop(EventLoop& loop) {
               [] {});
         },
         kAccessFlushIntervalMs, kAccessFlushIntervalMs);
+    if (!locals_.empty()) {
+      startUploadExpiry(loop);
+    }
   }
 }
 
+void RegistryService::startUploadExpiry(EventLoop& loop) {
+  uv_timer_init(loop.uv(), &upload_expiry_timer_);
+  upload_expiry_timer_.data = this;
+  is_expiry_timer_running_ = true;
+  // Checked ten times per idle timeout, so a session lives at most 10% past it.
+  uint64_t interval_ms = static_cast<uint64_t>(
+      std::clamp<int64_t>(config_.storage.upload_idle_timeout_ms / 10, 1000, 60'000));
+  uv_timer_start(
+      &upload_expiry_timer_,
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<RegistryService*>(timer->data);
+        storage::UploadStore* uploads = &self->uploads_;
+        int64_t now_ms = self->clock_.nowMs();
+        int64_t max_idle_ms = self->config_.storage.upload_idle_timeout_ms;
+        runBlocking(
+            timer->loop,
+            [uploads, now_ms, max_idle_ms] {
+              if (size_t removed = uploads->removeIdle(now_ms, max_idle_ms); removed > 0) {
+                log::storage().info("idle uploads expired count={}", removed);
+              }
+            },
+            [] {});
+      },
+      interval_ms, interval_ms);
+}
+
 void RegistryService::stopLoop(EventLoop& loop, std::function<void()> on_closed) {
-  // One more for the flush timer on the first loop.
-  bool closes_timer = loop.index() == 0 && is_flush_timer_running_;
-  auto remaining = std::make_shared<size_t>(remotes_.size() + (closes_timer ? 1 : 0));
+  std::vector<uv_timer_t*> timers;
+  if (loop.index() == 0 && is_flush_timer_running_) {
+    is_flush_timer_running_ = false;
+    timers.push_back(&access_flush_timer_);
+  }
+  if (loop.index() == 0 && is_expiry_timer_running_) {
+    is_expiry_timer_running_ = false;
+    timers.push_back(&upload_expiry_timer_);
+  }
+  auto remaining = std::make_shared<size_t>(remotes_.size() + timers.size());
   auto one_closed = [remaining, on_closed] {
     if (--*remaining == 0) {
       on_closed();
@@ -90,10 +140,9 @@ void RegistryService::stopLoop(EventLoop& loop, std::function<void()> on_closed)
     on_closed();
     return;
   }
-  if (closes_timer) {
-    is_flush_timer_running_ = false;
-    access_flush_timer_.data = new std::function<void()>(one_closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&access_flush_timer_), [](uv_handle_t* handle) {
+  for (uv_timer_t* timer : timers) {
+    timer->data = new std::function<void()>(one_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* handle) {
       std::unique_ptr<std::function<void()>> done(
           static_cast<std::function<void()>*>(handle->data));
       (*done)();
@@ -148,12 +197,18 @@ void RegistryService::handle(const std::shared_ptr<Exchange>& exchange) {
                        "no route for " + std::string(path));
 }
 
+bool RegistryService::streamsBody(const HttpRequest& request) {
+  HttpMethod method = request.method();
+  return (method == HttpMethod::kPut || method == HttpMethod::kPatch ||
+          method == HttpMethod::kPost) &&
+         request.path().starts_with("/v2/");
+}
+
 void RegistryService::handleRegistry(const std::shared_ptr<Exchange>& exchange,
                                      std::string_view path) {
   if (path == "_catalog") {
-    respondRegistryError(*exchange, 404, error_code::kUnsupported,
-                         "the catalog is not served: remote repositories cannot list upstream "
-                         "repositories");
+    exchange->setRouteLabel(static_cast<uint8_t>(Route::kCatalog));
+    serveCatalog(exchange);
     return;
   }
   Expected<RegistryPath> parsed = parseRegistryPath(path);
@@ -172,7 +227,13 @@ void RegistryService::handleRegistry(const std::shared_ptr<Exchange>& exchange,
   switch (parsed->kind) {
     case RegistryPath::Kind::kManifest: route = Route::kManifest; break;
     case RegistryPath::Kind::kBlob: route = Route::kBlob; break;
+    case RegistryPath::Kind::kBlobUploads:
+      route = Route::kBlobUpload;
+      break;
     case RegistryPath::Kind::kTagsList: route = Route::kTagsList; break;
+    case RegistryPath::Kind::kReferrers:
+      route = Route::kReferrers;
+      break;
     default: break;
   }
   exchange->setRouteLabel(static_cast<uint8_t>(route));
@@ -181,47 +242,151 @@ void RegistryService::handleRegistry(const std::shared_ptr<Exchange>& exchange,
   if (!resolved) {
     return;
   }
-  exchange->setRepository(resolved->remote->name());
+  if (resolved->local != nullptr) {
+    exchange->setRepository(resolved->local->name());
+    handleLocal(exchange, *parsed, *resolved);
+  } else {
+    exchange->setRepository(resolved->remote->name());
+    handleRemote(exchange, *parsed, *resolved);
+  }
+}
 
+void RegistryService::handleRemote(const std::shared_ptr<Exchange>& exchange,
+                                   const RegistryPath& path, Resolved& resolved) {
   const HttpRequest& request = exchange->request();
   if (!isReadMethod(request)) {
     // Remote repositories are read-only caches.
     respondMethodNotAllowed(*exchange, "GET, HEAD",
-                            "repository " + resolved->remote->name() +
+                            "repository " + resolved.remote->name() +
                                 " is a remote cache and does not accept " +
                                 std::string(request.methodName()));
     return;
   }
 
-  switch (parsed->kind) {
+  switch (path.kind) {
     case RegistryPath::Kind::kManifest:
-      resolved->remote->serveManifest(exchange, std::move(resolved->name),
-                                      std::string(parsed->reference));
+      resolved.remote->serveManifest(exchange, std::move(resolved.name),
+                                     std::string(path.reference));
       return;
     case RegistryPath::Kind::kBlob: {
-      Expected<Digest> digest = Digest::parse(parsed->reference);
+      Expected<Digest> digest = Digest::parse(path.reference);
       if (!digest) {
         respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
-                             "invalid digest " + std::string(parsed->reference) + ": " +
+                             "invalid digest " + std::string(path.reference) + ": " +
                                  std::string(digest.status().message()));
         return;
       }
-      resolved->remote->serveBlob(exchange, std::move(resolved->name), std::move(*digest));
+      resolved.remote->serveBlob(exchange, std::move(resolved.name), std::move(*digest));
       return;
     }
+    case RegistryPath::Kind::kReferrers:
+      resolved.remote->serveReferrers(exchange, std::move(resolved.name),
+                                      std::string(path.reference));
+      return;
     case RegistryPath::Kind::kTagsList:
       if (request.method() != HttpMethod::kGet) {
         respondMethodNotAllowed(*exchange, "GET", "tags/list answers GET only");
         return;
       }
-      resolved->remote->serveTagList(exchange, std::move(resolved->name),
-                                     std::move(resolved->display_name));
+      resolved.remote->serveTagList(exchange, std::move(resolved.name),
+                                    std::move(resolved.display_name));
       return;
     default:
       respondRegistryError(*exchange, 404, error_code::kUnsupported,
                            "this endpoint is not served for remote repositories");
       return;
   }
+}
+
+void RegistryService::handleLocal(const std::shared_ptr<Exchange>& exchange,
+                                  const RegistryPath& path, Resolved& resolved) {
+  ImageName image{std::move(resolved.name), std::move(resolved.display_name)};
+  LocalRepository& local = *resolved.local;
+  switch (path.kind) {
+    case RegistryPath::Kind::kManifest:
+      local.handleManifest(exchange, image, std::string(path.reference));
+      return;
+    case RegistryPath::Kind::kBlob:
+      local.handleBlob(exchange, image, path.reference);
+      return;
+    case RegistryPath::Kind::kBlobUploads:
+      local.handleUpload(exchange, image, std::string(path.reference));
+      return;
+    case RegistryPath::Kind::kTagsList:
+      if (exchange->request().method() != HttpMethod::kGet) {
+        respondMethodNotAllowed(*exchange, "GET", "tags/list answers GET only");
+        return;
+      }
+      local.serveTagList(exchange, image);
+      return;
+    case RegistryPath::Kind::kReferrers:
+      if (exchange->request().method() != HttpMethod::kGet &&
+          exchange->request().method() != HttpMethod::kHead) {
+        respondMethodNotAllowed(*exchange, "GET, HEAD", "referrers answers GET and HEAD only");
+        return;
+      }
+      local.serveReferrers(exchange, image, path.reference);
+      return;
+    default:
+      respondRegistryError(*exchange, 404, error_code::kUnsupported,
+                           "this endpoint is not served for local repositories");
+      return;
+  }
+}
+
+void RegistryService::serveCatalog(const std::shared_ptr<Exchange>& exchange) {
+  if (exchange->request().method() != HttpMethod::kGet) {
+    respondMethodNotAllowed(*exchange, "GET", "_catalog answers GET only");
+    return;
+  }
+  std::optional<PageRequest> page = readPageRequest(*exchange);
+  if (!page) {
+    return;
+  }
+  // Without n, a page contains at most kMaxCatalogPage names, and the Link header leads on.
+  if (!page->limit || *page->limit > kMaxCatalogPage) {
+    page->limit = kMaxCatalogPage;
+  }
+  // Each local repository contributes the names after `last` in its own key space; one more
+  // than the page shows whether a next page exists.
+  std::vector<std::string> names;
+  for (const auto& local : locals_) {
+    std::string prefix = local->name() + "/";
+    std::string_view after;
+    if (page->last.starts_with(prefix)) {
+      after = std::string_view(page->last).substr(prefix.size());
+    } else if (!page->last.empty() && page->last > prefix) {
+      continue;  // every name of this repository sorts before `last`
+    }
+    Expected<std::vector<std::string>> images = local->listImages(after, *page->limit + 1);
+    if (!images) {
+      log::storage().error("catalog listing failed req={} repo={} error=\"{}\"",
+                           exchange->requestId(), local->name(), images.status().toString());
+      respondRegistryError(*exchange, 500, error_code::kUnknown, "listing repositories failed");
+      return;
+    }
+    for (std::string& image : *images) {
+      names.push_back(prefix + image);
+    }
+  }
+  std::sort(names.begin(), names.end());
+  respondListPage(*exchange, "/v2/_catalog", nlohmann::json::object(), "repositories", names,
+                  *page);
+}
+
+bool RegistryService::mountSourceContains(std::string_view from, const Digest& digest) const {
+  if (!isValidRepositoryName(from)) {
+    return false;
+  }
+  Expected<RoutedName> routed = router_.resolve(from, std::nullopt);
+  if (!routed) {
+    return false;
+  }
+  if (routed->kind == RepositoryKind::kLocal) {
+    return locals_[routed->index]->containsBlob(routed->name, digest);
+  }
+  // A remote's cached blobs are shared by all its images.
+  return index_.hasLink(remotes_[routed->index]->name(), digest) && store_.contains(digest);
 }
 
 std::optional<RegistryService::Resolved> RegistryService::resolve(Exchange& exchange,
@@ -236,8 +401,15 @@ std::optional<RegistryService::Resolved> RegistryService::resolve(Exchange& exch
                          std::string(routed.status().message()));
     return std::nullopt;
   }
-  return Resolved{remotes_[routed->remote_index].get(), std::move(routed->name),
-                  std::string(name)};
+  Resolved resolved;
+  if (routed->kind == RepositoryKind::kLocal) {
+    resolved.local = locals_[routed->index].get();
+  } else {
+    resolved.remote = remotes_[routed->index].get();
+  }
+  resolved.name = std::move(routed->name);
+  resolved.display_name = std::string(name);
+  return resolved;
 }
 
 }  // namespace outpost::proxy

@@ -1,5 +1,6 @@
 // RegistryService: the request handler behind the HTTP server. It routes /v2/ requests to a
-// repository (RepositoryRouter) and answers the operational endpoints (/healthz, /metrics).
+// remote or local repository (RepositoryRouter), serves the catalog of the local repositories,
+// and answers the operational endpoints (/healthz, /metrics).
 #pragma once
 
 #include <uv.h>
@@ -13,19 +14,22 @@
 #include "cache/fill_registry.h"
 #include "proxy/config.h"
 #include "proxy/event_loop.h"
+#include "proxy/grammar.h"
 #include "proxy/http_server.h"
+#include "proxy/local_repository.h"
 #include "proxy/metrics.h"
 #include "proxy/remote_repository.h"
 #include "proxy/repository_router.h"
 #include "storage/blob_store.h"
 #include "storage/index.h"
+#include "storage/upload_store.h"
 
 namespace outpost::proxy {
 
 class RegistryService {
  public:
   RegistryService(const Config& config, storage::BlobStore& store, storage::Index& index,
-                  const Clock& clock, size_t loop_count);
+                  storage::UploadStore& uploads, const Clock& clock, size_t loop_count);
   ~RegistryService();
 
   // Per-loop setup and teardown; called on the loop's thread.
@@ -34,6 +38,9 @@ class RegistryService {
 
   // The HttpServer's RequestHandler.
   void handle(const std::shared_ptr<Exchange>& exchange);
+  // The HttpServer's ServerOptions::streams_body: whether a request's body is read as it
+  // arrives (pushes) instead of being buffered whole.
+  static bool streamsBody(const HttpRequest& request);
   // Counts a finished exchange for /metrics.
   void onExchangeComplete(const Exchange& exchange);
 
@@ -44,12 +51,22 @@ class RegistryService {
 
  private:
   struct Resolved {
+    // Exactly one of remote and local is set.
     RemoteRepository* remote = nullptr;
-    std::string name;          // the name upstream
+    LocalRepository* local = nullptr;
+    std::string name;          // the name in the repository (upstream, for a remote)
     std::string display_name;  // the name as the client wrote it
   };
 
   void handleRegistry(const std::shared_ptr<Exchange>& exchange, std::string_view path);
+  void handleRemote(const std::shared_ptr<Exchange>& exchange, const RegistryPath& path,
+                    Resolved& resolved);
+  void handleLocal(const std::shared_ptr<Exchange>& exchange, const RegistryPath& path,
+                   Resolved& resolved);
+  void serveCatalog(const std::shared_ptr<Exchange>& exchange);
+  // Whether the repository `from` names (as a client writes it) contains `digest`, for a mount.
+  bool mountSourceContains(std::string_view from, const Digest& digest) const;
+  void startUploadExpiry(EventLoop& loop);
   // Finds the repository for `name` (the name from the path). When no repository matches, it
   // sends a 404 and returns nothing.
   std::optional<Resolved> resolve(Exchange& exchange, std::string_view name);
@@ -62,11 +79,16 @@ class RegistryService {
   cache::FillRegistry fills_;
   cache::DiskBudget disk_budget_;
   RepositoryRouter router_;
+  storage::UploadStore& uploads_;
   std::vector<std::unique_ptr<RemoteRepository>> remotes_;  // in the order of Config::remotes
+  std::vector<std::unique_ptr<LocalRepository>> locals_;    // in the order of Config::locals
   const ServerCounters* server_counters_ = nullptr;
   // On the first loop: writes the blobs' access times to the index in batches.
   uv_timer_t access_flush_timer_{};
   bool is_flush_timer_running_ = false;
+  // On the first loop: removes upload sessions idle for longer than upload_idle_timeout.
+  uv_timer_t upload_expiry_timer_{};
+  bool is_expiry_timer_running_ = false;
 };
 
 }  // namespace outpost::proxy

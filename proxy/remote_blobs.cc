@@ -4,51 +4,11 @@
 
 #include "base/log.h"
 #include "proxy/blocking_work.h"
-#include "proxy/byte_range.h"
+#include "proxy/content_response.h"
 #include "proxy/registry_error.h"
 #include "proxy/remote_repository.h"
 
 namespace outpost::proxy {
-namespace {
-
-struct BlobRangePlan {
-  uint64_t first = 0;
-  uint64_t length = 0;
-};
-
-// Writes the head of a blob response of `size` bytes, honouring a single Range. Returns the
-// byte range to send, or nothing when the request was answered already (416).
-std::optional<BlobRangePlan> startBlobResponse(Exchange& exchange, const Digest& digest,
-                                               uint64_t size) {
-  ResponseHead head(200);
-  head.add("Content-Type", "application/octet-stream");
-  head.add("Docker-Content-Digest", digest.str());
-  head.add("ETag", "\"" + digest.str() + "\"");
-  head.add("Accept-Ranges", "bytes");
-  head.add("Docker-Distribution-API-Version", "registry/2.0");
-
-  ByteRange range;
-  std::string_view range_header = exchange.request().header("Range");
-  RangeResult parsed =
-      range_header.empty() ? RangeResult::kNone : parseRange(range_header, size, &range);
-  if (parsed == RangeResult::kUnsatisfiable) {
-    head.setStatus(416);
-    head.add("Content-Range", unsatisfiedContentRangeValue(size));
-    exchange.respond(std::move(head), "");
-    return std::nullopt;
-  }
-  if (parsed == RangeResult::kSatisfiable) {
-    head.setStatus(206);
-    head.add("Content-Range", contentRangeValue(range, size));
-    uint64_t length = range.last - range.first + 1;
-    exchange.startResponse(std::move(head), length);
-    return BlobRangePlan{range.first, length};
-  }
-  exchange.startResponse(std::move(head), size);
-  return BlobRangePlan{0, size};
-}
-
-}  // namespace
 
 // Streams one request's bytes from a BlobFill while the download runs. Woken by the fill on
 // the producer's thread, it posts itself to its own loop and sends what has become releasable.
@@ -332,22 +292,8 @@ void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
                                      const Digest& digest, storage::BlobFile file) {
   context_.index->touchBlob(digest, context_.clock->nowMs());
   context_.disk_budget->recordAccess(digest, file.size);
-  std::optional<BlobRangePlan> plan = startBlobResponse(*exchange, digest, file.size);
-  if (!plan) {
-    return;
-  }
-  // The send keeps the file open and the blob pinned, so the disk budget does not evict it
-  // meanwhile. An eviction could not shorten the response anyway, since the open file keeps
-  // its data after the unlink.
-  struct OpenBlob {
-    UniqueFd fd;
-    cache::DiskBudget::Pin pin;
-  };
-  auto owner = std::make_shared<OpenBlob>(
-      OpenBlob{std::move(file.fd), context_.disk_budget->pin(digest)});
-  int fd = owner->fd.get();
-  exchange->sendFile(std::move(owner), fd, plan->first, plan->length,
-                     [exchange] { exchange->finish(); });
+  // Pinned, so that the disk budget does not choose the blob while it is sent.
+  sendBlobFile(exchange, digest, std::move(file), context_.disk_budget->pin(digest));
 }
 
 void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange,

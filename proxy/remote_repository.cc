@@ -1,15 +1,17 @@
 #include "proxy/remote_repository.h"
 
-#include <nlohmann/json.hpp>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "proxy/blocking_work.h"
+#include "proxy/content_response.h"
 #include "proxy/grammar.h"
+#include "proxy/manifest_check.h"
 #include "proxy/media_types.h"
 #include "proxy/registry_error.h"
 
@@ -82,6 +84,26 @@ std::optional<std::string> nextPagePath(std::string_view link, std::string_view 
     link = next_entry == std::string_view::npos ? std::string_view() : link.substr(next_entry);
   }
   return std::nullopt;
+}
+
+// Percent-encodes every byte of `text` outside RFC 3986's unreserved characters, for a query
+// value (a media type's '/' and '+' included).
+std::string percentEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string encoded;
+  for (char c : text) {
+    bool is_unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    if (is_unreserved) {
+      encoded.push_back(c);
+    } else {
+      auto byte = static_cast<unsigned char>(c);
+      encoded.push_back('%');
+      encoded.push_back(kHex[byte >> 4]);
+      encoded.push_back(kHex[byte & 0xf]);
+    }
+  }
+  return encoded;
 }
 
 std::string allManifestTypes() {
@@ -288,16 +310,6 @@ void RemoteRepository::serveManifest(const std::shared_ptr<Exchange>& exchange, 
   serveManifestByTag(exchange, name, reference);
 }
 
-void RemoteRepository::respondManifest(Exchange& exchange, const Digest& digest,
-                                       std::string_view media_type, std::string_view body) {
-  ResponseHead head(200);
-  head.add("Content-Type", media_type);
-  head.add("Docker-Content-Digest", digest.str());
-  head.add("ETag", "\"" + digest.str() + "\"");
-  head.add("Docker-Distribution-API-Version", "registry/2.0");
-  exchange.respond(std::move(head), body);
-}
-
 void RemoteRepository::serveManifestByDigest(const std::shared_ptr<Exchange>& exchange,
                                              const std::string& name, const Digest& digest) {
   Expected<storage::ManifestRecord> manifest = context_.index->getManifest(digest);
@@ -451,12 +463,33 @@ void RemoteRepository::completeManifestFetch(const std::string& key, const std::
         Status status = index->putManifest(
             *result->digest, storage::ManifestRecord{result->media_type, result->body, now_ms});
         if (status.isOk()) {
-          status = index->putLink(remote, *result->digest);
+          storage::Index::Batch batch;
+          batch.putLink(remote, *result->digest);
+          // Kept so that the referrers API can serve it from the cache.
+          Expected<ManifestReferences> references =
+              checkPushedManifest(result->media_type, result->body);
+          if (references && references->subject) {
+            batch.putReferrer(remote, name, *references->subject, *result->digest);
+          }
+          status = index->write(std::move(batch), storage::Index::WriteMode::kSynced);
         }
         if (status.isOk() && !store_tag_as.empty()) {
-          status = index->putTag(
-              remote, name, store_tag_as,
-              storage::TagRecord{result->digest->str(), result->media_type, now_ms});
+          storage::Index::Batch batch;
+          // A move of the tag itself goes to its history; views of narrower clients do not.
+          if (store_tag_as.find('@') == std::string::npos) {
+            Expected<storage::TagRecord> previous = index->getTag(remote, name, store_tag_as);
+            std::string previous_digest = previous ? previous->digest : std::string();
+            if (previous_digest != result->digest->str()) {
+              batch.putTagChange(remote, name, store_tag_as,
+                                 {.time_ms = now_ms,
+                                  .old_digest = previous_digest,
+                                  .new_digest = result->digest->str(),
+                                  .cause = "upstream"});
+            }
+          }
+          batch.putTag(remote, name, store_tag_as,
+                       storage::TagRecord{result->digest->str(), result->media_type, now_ms});
+          status = index->write(std::move(batch), storage::Index::WriteMode::kSynced);
         }
         if (!status.isOk()) {
           log::storage().error("manifest not stored remote={} name={} reference={} error=\"{}\"",
@@ -579,6 +612,65 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
       });
 }
 
+// ----- Referrers --------------------------------------------------------------------------
+
+void RemoteRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange, std::string name,
+                                      std::string reference) {
+  Expected<Digest> subject = Digest::parse(reference);
+  if (!subject) {
+    respondRegistryError(
+        *exchange, 400, error_code::kDigestInvalid,
+        "invalid digest " + reference + ": " + std::string(subject.status().message()));
+    return;
+  }
+  std::string artifact_type = exchange->request().queryParam("artifactType");
+  auto from_cache = [this, exchange, name, subject = *subject,
+                     artifact_type](const Status& failure) {
+    Expected<std::vector<Digest>> referrers =
+        context_.index->listReferrers(config_.name, name, subject);
+    if (!referrers) {
+      respondUpstreamFailure(*exchange, referrers.status(), error_code::kManifestUnknown);
+      return;
+    }
+    exchange->setOutcome(CacheOutcome::kStale);
+    log::proxy().info(
+        "referrers served from the cache req={} remote={} name={} subject={} "
+        "reason=\"{}\"",
+        exchange->requestId(), config_.name, name, subject.str(), failure.toString());
+    respondReferrers(*exchange, *context_.index, *referrers, artifact_type);
+  };
+  if (isMarkedDown()) {
+    from_cache(markedDownStatus());
+    return;
+  }
+
+  std::string path = "/v2/" + name + "/referrers/" + subject->str();
+  if (!artifact_type.empty()) {
+    path += "?artifactType=" + percentEncode(artifact_type);
+  }
+  exchange->setOutcome(CacheOutcome::kMiss);
+  fetchBuffered(
+      client(exchange->loop()), makeRequest("GET", std::move(path), exchange->requestId()),
+      kMaxManifestBytes, [this, exchange, from_cache](FetchResult result) {
+        recordUpstreamOutcome(result.transport);
+        if (!exchange->isOpen()) {
+          return;
+        }
+        if (!result.transport.isOk() || result.status != 200) {
+          from_cache(statusFromUpstream(result));
+          return;
+        }
+        ResponseHead head(200);
+        std::string_view content_type = result.header("Content-Type");
+        head.add("Content-Type", content_type.empty() ? kOciImageIndex : content_type);
+        if (std::string_view filters = result.header("OCI-Filters-Applied"); !filters.empty()) {
+          head.add("OCI-Filters-Applied", filters);
+        }
+        head.add("Docker-Distribution-API-Version", "registry/2.0");
+        exchange->respond(std::move(head), result.body);
+      });
+}
+
 // ----- Tag lists --------------------------------------------------------------------------
 
 void RemoteRepository::fetchTagPages(EventLoop& loop, std::string path, std::string request_id,
@@ -622,43 +714,15 @@ void RemoteRepository::fetchTagPages(EventLoop& loop, std::string path, std::str
 
 void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, std::string name,
                                     std::string display_name) {
-  const HttpRequest& request = exchange->request();
-  std::optional<uint64_t> limit;
-  if (request.hasQueryParam("n")) {
-    std::string text = request.queryParam("n");
-    uint64_t value = 0;
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
-      respondRegistryError(*exchange, 400, error_code::kPaginationNumberInvalid,
-                           "n must be a non-negative integer");
-      return;
-    }
-    limit = value;
+  std::optional<PageRequest> page = readPageRequest(*exchange);
+  if (!page) {
+    return;
   }
-  std::string last = request.queryParam("last");
-
-  auto respond = [exchange, display_name, limit, last](std::vector<std::string> tags) {
-    auto begin = last.empty() ? tags.begin() : std::upper_bound(tags.begin(), tags.end(), last);
-    auto end = tags.end();
-    bool has_more = false;
-    if (limit && static_cast<uint64_t>(end - begin) > *limit) {
-      end = begin + static_cast<std::ptrdiff_t>(*limit);
-      has_more = *limit > 0;
-    }
+  auto respond = [exchange, display_name, page = *page](const std::vector<std::string>& tags) {
     nlohmann::json body;
     body["name"] = display_name;
-    body["tags"] = nlohmann::json::array();
-    for (auto it = begin; it != end; ++it) {
-      body["tags"].push_back(*it);
-    }
-    ResponseHead head(200);
-    head.add("Content-Type", "application/json");
-    head.add("Docker-Distribution-API-Version", "registry/2.0");
-    if (has_more) {
-      head.add("Link", "</v2/" + display_name + "/tags/list?n=" + std::to_string(*limit) +
-                           "&last=" + *(end - 1) + ">; rel=\"next\"");
-    }
-    exchange->respond(std::move(head), body.dump());
+    respondListPage(*exchange, "/v2/" + display_name + "/tags/list", std::move(body), "tags", tags,
+                    page);
   };
 
   std::string cache_key = name;

@@ -73,6 +73,10 @@ class RemoteRepository {
                      std::string reference);
   // GET and HEAD of /v2/<name>/blobs/<digest>.
   void serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name, Digest digest);
+  // GET and HEAD of /v2/<name>/referrers/<digest>: asked upstream, and answered from the
+  // referrers of cached manifests when the upstream fails or has no referrers API (404).
+  void serveReferrers(const std::shared_ptr<Exchange>& exchange, std::string name,
+                      std::string reference);
   // GET of /v2/<name>/tags/list; `display_name` is the name as the client wrote it.
   void serveTagList(const std::shared_ptr<Exchange>& exchange, std::string name,
                     std::string display_name);
@@ -106,8 +110,6 @@ class RemoteRepository {
   void completeManifestFetch(const std::string& key, const std::string& name,
                              const std::string& reference, const std::string& tag_record_key,
                              EventLoop& loop, FetchResult result);
-  void respondManifest(Exchange& exchange, const Digest& digest, std::string_view media_type,
-                       std::string_view body);
   void respondManifestResult(const std::shared_ptr<Exchange>& exchange,
                              const ManifestResult& result);
 

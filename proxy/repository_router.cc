@@ -6,42 +6,45 @@ namespace outpost::proxy {
 
 Expected<RoutedName> RepositoryRouter::resolve(std::string_view name,
                                                std::optional<std::string_view> ns) const {
-  std::optional<size_t> remote;
+  std::optional<RoutedName> routed;
   size_t slash = name.find('/');
   if (slash != std::string_view::npos) {
-    remote = findByKey(name.substr(0, slash));
-    if (remote) {
+    routed = findByKey(name.substr(0, slash));
+    if (routed) {
       name = name.substr(slash + 1);
     }
   }
-  if (!remote && ns) {
+  if (!routed && ns) {
     std::string host = toLowerAscii(*ns);
-    remote = findByHost(host);
+    std::optional<size_t> remote = findByHost(host);
     if (!remote) {
       return notFound("no remote repository mirrors registry host " + host);
     }
+    routed = RoutedName{RepositoryKind::kRemote, *remote, {}};
   }
-  if (!remote) {
-    remote = findByKey(config_.default_repository);
+  if (!routed) {
+    routed = findByKey(config_.default_repository);
   }
-  if (!remote) {
+  if (!routed) {
     return notFound("no repository serves " + std::string(name));
   }
 
-  RoutedName routed;
-  routed.remote_index = *remote;
-  if (config_.remotes[*remote].library_prefix && name.find('/') == std::string_view::npos) {
-    routed.name = "library/" + std::string(name);
-  } else {
-    routed.name = std::string(name);
-  }
-  return routed;
+  const bool adds_library_prefix = routed->kind == RepositoryKind::kRemote &&
+                                   config_.remotes[routed->index].library_prefix &&
+                                   name.find('/') == std::string_view::npos;
+  routed->name = adds_library_prefix ? "library/" + std::string(name) : std::string(name);
+  return std::move(*routed);
 }
 
-std::optional<size_t> RepositoryRouter::findByKey(std::string_view key) const {
+std::optional<RoutedName> RepositoryRouter::findByKey(std::string_view key) const {
   for (size_t i = 0; i < config_.remotes.size(); ++i) {
     if (config_.remotes[i].name == key) {
-      return i;
+      return RoutedName{RepositoryKind::kRemote, i, {}};
+    }
+  }
+  for (size_t i = 0; i < config_.locals.size(); ++i) {
+    if (config_.locals[i].name == key) {
+      return RoutedName{RepositoryKind::kLocal, i, {}};
     }
   }
   return std::nullopt;

@@ -2,7 +2,8 @@
 // ask it for.
 //
 // Resolution, in order:
-//   1. the first path component is a repository key: /v2/<key>/<name>/...;
+//   1. the first path component is a repository key, of a remote or a local repository:
+//      /v2/<key>/<name>/...;
 //   2. containerd's mirror parameter ?ns=<registry-host> names a host that a remote mirrors;
 //      an ns that matches no remote fails, so that it is never dialled;
 //   3. the default repository, which is what a Docker daemon with registry-mirrors reaches.
@@ -19,9 +20,12 @@
 
 namespace outpost::proxy {
 
+enum class RepositoryKind { kRemote, kLocal };
+
 struct RoutedName {
-  size_t remote_index = 0;   // into Config::remotes
-  std::string name;          // the name to ask the repository for
+  RepositoryKind kind = RepositoryKind::kRemote;
+  size_t index = 0;  // into Config::remotes or Config::locals, by kind
+  std::string name;  // the name to ask the repository for
 };
 
 class RepositoryRouter {
@@ -33,7 +37,8 @@ class RepositoryRouter {
   Expected<RoutedName> resolve(std::string_view name, std::optional<std::string_view> ns) const;
 
  private:
-  std::optional<size_t> findByKey(std::string_view key) const;
+  // The repository whose key is `key`, with an empty name.
+  std::optional<RoutedName> findByKey(std::string_view key) const;
   std::optional<size_t> findByHost(std::string_view host) const;
 
   const Config& config_;

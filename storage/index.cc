@@ -8,6 +8,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <system_error>
 #include <utility>
 
@@ -22,7 +23,18 @@ constexpr size_t kBlockCacheBytes = 8 << 20;
 constexpr size_t kWriteBufferBytes = 4 << 20;
 constexpr int kBloomFilterBitsPerKey = 10;
 
-constexpr std::array<const char*, 4> kColumnFamilyNames = {"blobs", "manifests", "tags", "links"};
+constexpr std::array<const char*, 10> kColumnFamilyNames = {
+    "blobs",           "manifests",  "tags",        "links",       "local_blobs",
+    "local_manifests", "held_blobs", "tag_history", "pinned_tags", "referrers"};
+
+// Orders the tag changes recorded by this process within one millisecond.
+std::atomic<uint32_t> tag_change_sequence{0};
+
+void appendBigEndian(std::string& out, uint64_t value, int bytes) {
+  for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((value >> shift) & 0xff));
+  }
+}
 
 Status fromRocksStatus(std::string_view context, const rocksdb::Status& status) {
   if (status.ok()) {
@@ -96,6 +108,25 @@ std::string tagKey(std::string_view repository, std::string_view name, std::stri
   return tagPrefix(repository, name).append(tag);
 }
 
+// "<repository>\0<name>\0<digest>", the key of a local content record.
+std::string localContentKey(std::string_view repository, std::string_view name,
+                            const Digest& digest) {
+  return tagPrefix(repository, name).append(digest.str());
+}
+
+Status checkImageKey(std::string_view repository, std::string_view name) {
+  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("repository key", repository));
+  return checkKeyComponent("image name", name);
+}
+
+// "<repository>\0<name>\0<subject>\0", the prefix of the referrers records of one subject.
+std::string referrerPrefix(std::string_view repository, std::string_view name,
+                           const Digest& subject) {
+  std::string key = tagPrefix(repository, name).append(subject.str());
+  key.push_back('\0');
+  return key;
+}
+
 std::string linkKey(std::string_view repository, const Digest& digest) {
   std::string key(repository);
   key.push_back('\0');
@@ -137,6 +168,24 @@ Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir, O
     }
   }
 
+  if (mode == OpenMode::kReadOnly) {
+    std::vector<std::string> existing;
+    rocksdb::Status listed =
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir.string(), &existing);
+    if (!listed.ok()) {
+      return fromRocksStatus("reading the column families of index " + dir.string() + " failed",
+                             listed);
+    }
+    for (const char* name : kColumnFamilyNames) {
+      if (std::find(existing.begin(), existing.end(), name) == existing.end()) {
+        return Status(StatusCode::kNotFound,
+                      "index " + dir.string() + " has no " + name +
+                          " records yet; it was written by an older Outpost, which the "
+                          "server upgrades when it next opens the index");
+      }
+    }
+  }
+
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
@@ -162,7 +211,7 @@ Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir, O
   }
   std::unique_ptr<rocksdb::DB> db(raw_db);
 
-  // Only the handles of the four record kinds are kept. The default column family's is released.
+  // Only the handles of the record kinds are kept. The default column family's is released.
   Handles handles{};
   std::copy_n(opened.begin(), handles.size(), handles.begin());
   db->DestroyColumnFamilyHandle(opened.back()).PermitUncheckedError();
@@ -205,14 +254,112 @@ Expected<std::string> Index::readValue(ColumnFamily family, std::string_view key
   return value;
 }
 
-void Index::Batch::add(ColumnFamily family, std::string key, std::string value) {
+void Index::Batch::add(ColumnFamily family, std::string key, std::string value, bool is_delete) {
   ++put_count_;
   if (!first_failure_.isOk()) {
     // The batch is rejected already, so the record would never be written.
     return;
   }
   has_blob_ = has_blob_ || family == kBlobs;
-  entries_.push_back(Entry{family, std::move(key), std::move(value)});
+  entries_.push_back(Entry{family, std::move(key), std::move(value), is_delete});
+}
+
+void Index::Batch::addLocalContent(ColumnFamily family, std::string_view repository,
+                                   std::string_view name, const Digest& digest, std::string value,
+                                   bool is_delete) {
+  if (Status checked = checkImageKey(repository, name); !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(family, localContentKey(repository, name, digest), std::move(value), is_delete);
+}
+
+void Index::Batch::putLocalBlob(std::string_view repository, std::string_view name,
+                                const Digest& digest, const ContentRecord& record) {
+  addLocalContent(kLocalBlobs, repository, name, digest, encodeContentRecord(record), false);
+}
+
+void Index::Batch::putLocalManifest(std::string_view repository, std::string_view name,
+                                    const Digest& digest, const ContentRecord& record) {
+  addLocalContent(kLocalManifests, repository, name, digest, encodeContentRecord(record), false);
+}
+
+void Index::Batch::putHeldBlob(const Digest& digest) {
+  add(kHeldBlobs, digest.str(), std::string(1, static_cast<char>(kIndexRecordVersion)));
+}
+
+void Index::Batch::putTagChange(std::string_view repository, std::string_view name,
+                                std::string_view tag, const TagChangeRecord& record) {
+  if (Status checked = checkTagKey(repository, name, tag); !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  std::string key = tagKey(repository, name, tag);
+  key.push_back('\0');
+  appendBigEndian(key, static_cast<uint64_t>(record.time_ms), 8);
+  appendBigEndian(key, tag_change_sequence.fetch_add(1, std::memory_order_relaxed), 4);
+  add(kTagHistory, std::move(key), encodeTagChangeRecord(record));
+}
+
+void Index::Batch::putPinnedTag(std::string_view repository, std::string_view name,
+                                std::string_view tag, const TagRecord& record) {
+  Status checked = checkTagKey(repository, name, tag);
+  if (checked.isOk() && !Digest::parse(record.digest)) {
+    checked = invalidArgument("pinned tag digest is invalid digest=" + record.digest +
+                              tagLogFields(repository, name, tag));
+  }
+  if (!checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kPinnedTags, tagKey(repository, name, tag), encodeTagRecord(record));
+}
+
+void Index::Batch::deletePinnedTag(std::string_view repository, std::string_view name,
+                                   std::string_view tag) {
+  if (Status checked = checkTagKey(repository, name, tag); !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kPinnedTags, tagKey(repository, name, tag), {}, true);
+}
+
+void Index::Batch::putReferrer(std::string_view repository, std::string_view name,
+                               const Digest& subject, const Digest& referrer) {
+  if (Status checked = checkImageKey(repository, name); !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kReferrers, referrerPrefix(repository, name, subject).append(referrer.str()),
+      std::string(1, static_cast<char>(kIndexRecordVersion)));
+}
+
+void Index::Batch::deleteReferrer(std::string_view repository, std::string_view name,
+                                  const Digest& subject, const Digest& referrer) {
+  if (Status checked = checkImageKey(repository, name); !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kReferrers, referrerPrefix(repository, name, subject).append(referrer.str()), {}, true);
+}
+
+void Index::Batch::deleteLocalBlob(std::string_view repository, std::string_view name,
+                                   const Digest& digest) {
+  addLocalContent(kLocalBlobs, repository, name, digest, {}, true);
+}
+
+void Index::Batch::deleteLocalManifest(std::string_view repository, std::string_view name,
+                                       const Digest& digest) {
+  addLocalContent(kLocalManifests, repository, name, digest, {}, true);
+}
+
+void Index::Batch::deleteTag(std::string_view repository, std::string_view name,
+                             std::string_view tag) {
+  if (Status checked = checkTagKey(repository, name, tag); !checked.isOk()) {
+    reject(std::move(checked));
+    return;
+  }
+  add(kTags, tagKey(repository, name, tag), {}, true);
 }
 
 void Index::Batch::reject(Status reason) {
@@ -276,7 +423,9 @@ Status Index::Batch::rejection() const {
 Status Index::toWriteBatch(const Batch& batch, rocksdb::WriteBatch* out) const {
   for (const Batch::Entry& entry : batch.entries_) {
     rocksdb::Status added =
-        out->Put(handles_[entry.family], toSlice(entry.key), toSlice(entry.value));
+        entry.is_delete
+            ? out->Delete(handles_[entry.family], toSlice(entry.key))
+            : out->Put(handles_[entry.family], toSlice(entry.key), toSlice(entry.value));
     if (!added.ok()) {
       return fromRocksStatus(
           std::string("adding ") + kColumnFamilyNames[entry.family] + " record to batch failed",
@@ -528,6 +677,191 @@ bool Index::hasLink(std::string_view repository, const Digest& digest) const {
                          value.status().toString());
   }
   return value.hasValue();
+}
+
+Expected<std::vector<TagChangeRecord>> Index::listTagChanges(std::string_view repository,
+                                                             std::string_view name,
+                                                             std::string_view tag,
+                                                             size_t limit) const {
+  OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
+  std::string prefix = tagKey(repository, name, tag);
+  prefix.push_back('\0');
+  std::string upper_bound = prefix;
+  upper_bound.back() = '\1';
+  rocksdb::Slice lower_bound_slice = toSlice(prefix);
+  rocksdb::Slice upper_bound_slice = toSlice(upper_bound);
+  rocksdb::ReadOptions options;
+  options.iterate_lower_bound = &lower_bound_slice;
+  options.iterate_upper_bound = &upper_bound_slice;
+
+  std::vector<TagChangeRecord> changes;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handles_[kTagHistory]));
+  for (it->SeekToLast(); it->Valid() && changes.size() < limit; it->Prev()) {
+    Expected<TagChangeRecord> record = decodeTagChangeRecord(it->value().ToStringView());
+    if (!record) {
+      log::storage().error("damaged tag change record skipped{} error={}",
+                           tagLogFields(repository, name, tag), record.status().toString());
+      continue;
+    }
+    changes.push_back(std::move(*record));
+  }
+  if (!it->status().ok()) {
+    return fromRocksStatus("listing tag changes failed" + tagLogFields(repository, name, tag),
+                           it->status());
+  }
+  return changes;
+}
+
+Expected<std::vector<Digest>> Index::listReferrers(std::string_view repository,
+                                                   std::string_view name,
+                                                   const Digest& subject) const {
+  OUTPOST_RETURN_IF_ERROR(checkImageKey(repository, name));
+  std::string prefix = referrerPrefix(repository, name, subject);
+  std::string upper_bound = prefix;
+  upper_bound.back() = '\1';
+  rocksdb::Slice upper_bound_slice = toSlice(upper_bound);
+  rocksdb::ReadOptions options;
+  options.iterate_upper_bound = &upper_bound_slice;
+
+  std::vector<Digest> referrers;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handles_[kReferrers]));
+  for (it->Seek(toSlice(prefix)); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    key.remove_prefix(prefix.size());
+    Expected<Digest> referrer = Digest::parse(key);
+    if (!referrer) {
+      log::storage().error("damaged referrers record skipped repo={} name={} subject={} key={}",
+                           repository, name, subject.str(), key);
+      continue;
+    }
+    referrers.push_back(std::move(*referrer));
+  }
+  if (!it->status().ok()) {
+    return fromRocksStatus("listing referrers failed repo=" + std::string(repository) +
+                               " name=" + std::string(name) + " subject=" + subject.str(),
+                           it->status());
+  }
+  return referrers;
+}
+
+Expected<TagRecord> Index::getPinnedTag(std::string_view repository, std::string_view name,
+                                        std::string_view tag) const {
+  OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
+  Expected<std::string> value = readValue(kPinnedTags, tagKey(repository, name, tag));
+  if (!value) {
+    return std::move(value).takeStatus();
+  }
+  Expected<TagRecord> record = decodeTagRecord(*value);
+  if (!record) {
+    return corruption(std::string(record.status().message()) + tagLogFields(repository, name, tag));
+  }
+  return record;
+}
+
+bool Index::isBlobHeld(const Digest& digest) const {
+  Expected<std::string> value = readValue(kHeldBlobs, digest.str());
+  if (!value && value.status().code() != StatusCode::kNotFound) {
+    log::storage().error("held blob lookup failed digest={} error={}", digest.str(),
+                         value.status().toString());
+  }
+  return value.hasValue();
+}
+
+Expected<ContentRecord> Index::getLocalContent(ColumnFamily family, std::string_view repository,
+                                               std::string_view name, const Digest& digest) const {
+  OUTPOST_RETURN_IF_ERROR(checkImageKey(repository, name));
+  Expected<std::string> value = readValue(family, localContentKey(repository, name, digest));
+  if (!value) {
+    return std::move(value).takeStatus();
+  }
+  Expected<ContentRecord> record = decodeContentRecord(*value);
+  if (!record) {
+    return corruption(std::string(record.status().message()) + " repo=" + std::string(repository) +
+                      " name=" + std::string(name) + " digest=" + digest.str());
+  }
+  return record;
+}
+
+Expected<ContentRecord> Index::getLocalBlob(std::string_view repository, std::string_view name,
+                                            const Digest& digest) const {
+  return getLocalContent(kLocalBlobs, repository, name, digest);
+}
+
+Expected<ContentRecord> Index::getLocalManifest(std::string_view repository, std::string_view name,
+                                                const Digest& digest) const {
+  return getLocalContent(kLocalManifests, repository, name, digest);
+}
+
+Expected<std::vector<std::string>> Index::listImages(std::string_view repository,
+                                                     std::string_view after, size_t limit) const {
+  OUTPOST_RETURN_IF_ERROR(checkKeyComponent("repository key", repository));
+  std::string prefix(repository);
+  prefix.push_back('\0');
+  std::string upper_bound(repository);
+  upper_bound.push_back('\1');
+  rocksdb::Slice upper_bound_slice = toSlice(upper_bound);
+  rocksdb::ReadOptions options;
+  options.iterate_upper_bound = &upper_bound_slice;
+
+  std::vector<std::string> names;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handles_[kLocalManifests]));
+  // "<repository>\0<name>\1" sorts after every manifest key of <name>, so seeking to it skips
+  // the rest of that image's manifests.
+  std::string position = prefix;
+  if (!after.empty()) {
+    position.append(after);
+    position.push_back('\1');
+  }
+  for (it->Seek(toSlice(position)); it->Valid() && names.size() < limit;) {
+    std::string_view key = it->key().ToStringView();
+    key.remove_prefix(prefix.size());
+    size_t separator = key.find('\0');
+    if (separator == std::string_view::npos) {
+      log::storage().error("damaged local manifest key skipped repo={} key={}", repository, key);
+      it->Next();
+      continue;
+    }
+    names.emplace_back(key.substr(0, separator));
+    position = prefix + names.back();
+    position.push_back('\1');
+    it->Seek(toSlice(position));
+  }
+  if (!it->status().ok()) {
+    return fromRocksStatus("listing images failed repo=" + std::string(repository), it->status());
+  }
+  return names;
+}
+
+Status Index::forEachLocalManifest(
+    std::string_view repository, std::string_view name,
+    const std::function<bool(const Digest&, const ContentRecord&)>& fn) const {
+  OUTPOST_RETURN_IF_ERROR(checkImageKey(repository, name));
+  std::string prefix = tagPrefix(repository, name);
+  std::string upper_bound = prefix;
+  upper_bound.back() = '\1';
+  rocksdb::Slice upper_bound_slice = toSlice(upper_bound);
+  rocksdb::ReadOptions options;
+  options.iterate_upper_bound = &upper_bound_slice;
+
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, handles_[kLocalManifests]));
+  for (it->Seek(toSlice(prefix)); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    key.remove_prefix(prefix.size());
+    Expected<Digest> digest = Digest::parse(key);
+    Expected<ContentRecord> record = decodeContentRecord(it->value().ToStringView());
+    if (!digest || !record) {
+      log::storage().error("damaged local manifest record skipped repo={} name={} key={} error={}",
+                           repository, name, key,
+                           (!digest ? digest.status() : record.status()).toString());
+      continue;
+    }
+    if (!fn(*digest, *record)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus("iterating local manifests failed repo=" + std::string(repository) +
+                             " name=" + std::string(name),
+                         it->status());
 }
 
 void Index::touchBlob(const Digest& digest, int64_t now_ms) {

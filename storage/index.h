@@ -9,6 +9,24 @@
 //   manifests      "<digest>"                            ManifestRecord, body byte for byte
 //   tags           "<repository>\0<name>\0<tag>"         TagRecord
 //   links          "<repository>\0<digest>"              one version byte
+//   local_blobs     "<repository>\0<name>\0<digest>"     ContentRecord
+//   local_manifests "<repository>\0<name>\0<digest>"     ContentRecord
+//   held_blobs      "<digest>"                            one version byte
+//   tag_history     "<repository>\0<name>\0<tag>\0<seq>"  TagChangeRecord
+//   pinned_tags     "<repository>\0<name>\0<tag>"         TagRecord
+//   referrers       "<repository>\0<name>\0<subject>\0<digest>"  one version byte
+//
+// Links are for remote repositories, whose cached content is shared by every image name. The
+// local_ families record what each image of a local repository contains, as a registry that
+// takes pushes must: a blob pushed to one image is not served through another unless mounted.
+// Tags of local repositories use the tags family, with confirmed_ms the time of the push. A
+// held blob is one that a local repository contains, which the disk budget never evicts.
+//
+// <seq> in tag_history is 12 bytes: the change's time_ms and a process-wide counter, both
+// big-endian, so that a tag's changes sort oldest first and two in one millisecond stay apart.
+// A pinned tag of a remote repository is served at its pinned digest and not revalidated.
+// A referrers record states that manifest <digest> of the image names <subject> as its subject;
+// the descriptor the referrers API returns is built from the manifest record itself.
 //
 // <digest> is the full text, "sha256:<hex>". <repository> is a configured repository key such as
 // "dockerhub", and <name> an image name such as "library/alpine". The tags of one image are the
@@ -49,7 +67,19 @@ namespace outpost::storage {
 // may read from the disk on a block cache miss. touchBlob never touches the disk.
 class Index {
  private:
-  enum ColumnFamily : size_t { kBlobs = 0, kManifests, kTags, kLinks, kColumnFamilyCount };
+  enum ColumnFamily : size_t {
+    kBlobs = 0,
+    kManifests,
+    kTags,
+    kLinks,
+    kLocalBlobs,
+    kLocalManifests,
+    kHeldBlobs,
+    kTagHistory,
+    kPinnedTags,
+    kReferrers,
+    kColumnFamilyCount
+  };
 
  public:
   enum class WriteMode {
@@ -73,6 +103,25 @@ class Index {
     void putTag(std::string_view repository, std::string_view name, std::string_view tag,
                 const TagRecord& record);
     void putLink(std::string_view repository, const Digest& digest);
+    void putLocalBlob(std::string_view repository, std::string_view name, const Digest& digest,
+                      const ContentRecord& record);
+    void putLocalManifest(std::string_view repository, std::string_view name, const Digest& digest,
+                          const ContentRecord& record);
+    void putHeldBlob(const Digest& digest);
+    void putTagChange(std::string_view repository, std::string_view name, std::string_view tag,
+                      const TagChangeRecord& record);
+    void putPinnedTag(std::string_view repository, std::string_view name, std::string_view tag,
+                      const TagRecord& record);
+    void deletePinnedTag(std::string_view repository, std::string_view name, std::string_view tag);
+    void putReferrer(std::string_view repository, std::string_view name, const Digest& subject,
+                     const Digest& referrer);
+    void deleteReferrer(std::string_view repository, std::string_view name, const Digest& subject,
+                        const Digest& referrer);
+    // Deletions count as puts here: they are checked the same way and applied in order.
+    void deleteTag(std::string_view repository, std::string_view name, std::string_view tag);
+    void deleteLocalBlob(std::string_view repository, std::string_view name, const Digest& digest);
+    void deleteLocalManifest(std::string_view repository, std::string_view name,
+                             const Digest& digest);
 
     // Puts made so far, a rejected one included.
     size_t size() const { return put_count_; }
@@ -87,9 +136,13 @@ class Index {
       ColumnFamily family;
       std::string key;
       std::string value;
+      bool is_delete = false;
     };
 
-    void add(ColumnFamily family, std::string key, std::string value);
+    void add(ColumnFamily family, std::string key, std::string value, bool is_delete = false);
+    // Checks the key components of a local content record and adds the put or delete.
+    void addLocalContent(ColumnFamily family, std::string_view repository, std::string_view name,
+                         const Digest& digest, std::string value, bool is_delete);
     void reject(Status reason);
     // The status write() returns for a rejected batch: first_failure_, with its position when
     // the batch contains more than one put.
@@ -164,6 +217,35 @@ class Index {
   // False when absent, and also when the read fails (the failure is logged).
   bool hasLink(std::string_view repository, const Digest& digest) const;
 
+  // The changes of one tag, newest first, at most `limit` of them.
+  Expected<std::vector<TagChangeRecord>> listTagChanges(std::string_view repository,
+                                                        std::string_view name, std::string_view tag,
+                                                        size_t limit) const;
+  // The manifests of one image whose subject is `subject`, in digest order.
+  Expected<std::vector<Digest>> listReferrers(std::string_view repository, std::string_view name,
+                                              const Digest& subject) const;
+  Expected<TagRecord> getPinnedTag(std::string_view repository, std::string_view name,
+                                   std::string_view tag) const;  // kNotFound
+
+  // Whether a hold record exists for the blob. False when the read fails (the failure is
+  // logged), since a hold must then be taken again.
+  bool isBlobHeld(const Digest& digest) const;
+
+  // Local repository content. kNotFound when the image does not contain the digest.
+  Expected<ContentRecord> getLocalBlob(std::string_view repository, std::string_view name,
+                                       const Digest& digest) const;
+  Expected<ContentRecord> getLocalManifest(std::string_view repository, std::string_view name,
+                                           const Digest& digest) const;
+  // The names of the images of `repository` that contain at least one manifest, in bytewise
+  // order, starting after `after` (from the first when empty), at most `limit` of them.
+  Expected<std::vector<std::string>> listImages(std::string_view repository, std::string_view after,
+                                                size_t limit) const;
+  // Calls `fn` for each manifest of one image of a local repository, in digest order, until it
+  // returns false.
+  Status forEachLocalManifest(
+      std::string_view repository, std::string_view name,
+      const std::function<bool(const Digest&, const ContentRecord&)>& fn) const;
+
   // Applies every put of `batch` atomically, as one RocksDB WriteBatch: after a crash either
   // all of them are in the index or none is. A later put of the same key wins over an earlier
   // one. kInvalidArgument, with nothing written, when the batch rejected a put. The message
@@ -206,6 +288,8 @@ class Index {
         std::filesystem::path dir);
 
  private:
+  Expected<ContentRecord> getLocalContent(ColumnFamily family, std::string_view repository,
+                                          std::string_view name, const Digest& digest) const;
   // Reads `key` from `family`. kNotFound when absent.
   Expected<std::string> readValue(ColumnFamily family, std::string_view key) const;
   // Adds the puts of `batch` to `out`.

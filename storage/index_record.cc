@@ -7,6 +7,7 @@ namespace outpost::storage {
 namespace {
 
 constexpr size_t kBlobRecordBytes = 1 + 8 + 8 + 8;
+constexpr size_t kContentRecordBytes = 1 + 8;
 
 void appendU32(std::string& out, uint32_t value) {
   for (int shift = 0; shift < 32; shift += 8) {
@@ -174,6 +175,56 @@ Expected<TagRecord> decodeTagRecord(std::string_view value) {
                       " unexpected bytes after its last field");
   }
   return record;
+}
+
+std::string encodeTagChangeRecord(const TagChangeRecord& record) {
+  std::string out;
+  out.reserve(1 + 8 + 12 + record.old_digest.size() + record.new_digest.size() +
+              record.cause.size());
+  out.push_back(static_cast<char>(kIndexRecordVersion));
+  appendI64(out, record.time_ms);
+  appendString(out, record.old_digest);
+  appendString(out, record.new_digest);
+  appendString(out, record.cause);
+  return out;
+}
+
+Expected<TagChangeRecord> decodeTagChangeRecord(std::string_view value) {
+  OUTPOST_RETURN_IF_ERROR(checkVersion("tag change", value));
+  FieldReader reader(value);
+  reader.readU8();
+  TagChangeRecord record;
+  record.time_ms = reader.readI64();
+  record.old_digest = reader.readString();
+  record.new_digest = reader.readString();
+  record.cause = reader.readString();
+  if (!reader.ok()) {
+    return truncated("tag change", value);
+  }
+  if (reader.remaining() != 0) {
+    return corruption("tag change record has " + std::to_string(reader.remaining()) +
+                      " unexpected bytes after its last field");
+  }
+  return record;
+}
+
+std::string encodeContentRecord(const ContentRecord& record) {
+  std::string out;
+  out.reserve(kContentRecordBytes);
+  out.push_back(static_cast<char>(kIndexRecordVersion));
+  appendI64(out, record.added_ms);
+  return out;
+}
+
+Expected<ContentRecord> decodeContentRecord(std::string_view value) {
+  OUTPOST_RETURN_IF_ERROR(checkVersion("content", value));
+  if (value.size() != kContentRecordBytes) {
+    return corruption("content record has " + std::to_string(value.size()) + " bytes, expected " +
+                      std::to_string(kContentRecordBytes));
+  }
+  FieldReader reader(value);
+  reader.readU8();
+  return ContentRecord{.added_ms = reader.readI64()};
 }
 
 }  // namespace outpost::storage

@@ -7,6 +7,9 @@
 //   BlobRecord v1      u8 version, u64 size, i64 created_ms, i64 last_access_ms   (25 bytes)
 //   ManifestRecord v1  u8 version, i64 created_ms, u32 n, media_type[n], body[rest]
 //   TagRecord v1       u8 version, i64 confirmed_ms, u32 n, digest[n], u32 m, media_type[m]
+//   ContentRecord v1   u8 version, i64 added_ms                                    (9 bytes)
+//   TagChangeRecord v1 u8 version, i64 time_ms, u32 n, old_digest[n], u32 m, new_digest[m],
+//                      u32 k, cause[k]
 //
 // A binary layout rather than JSON keeps the manifest body byte for byte, whatever bytes it holds.
 // Decoding checks every length and fails with kCorruption instead of reading past the value.
@@ -52,6 +55,25 @@ struct TagRecord {
   friend bool operator==(const TagRecord&, const TagRecord&) = default;
 };
 
+// That an image of a local repository contains a blob or a manifest, since when.
+struct ContentRecord {
+  int64_t added_ms = 0;
+
+  friend bool operator==(const ContentRecord&, const ContentRecord&) = default;
+};
+
+// One change of a tag: what it pointed to before and after, and why. An empty digest means
+// the tag did not exist (before a first push) or no longer exists (after a delete).
+struct TagChangeRecord {
+  int64_t time_ms = 0;
+  std::string old_digest;
+  std::string new_digest;
+  // "push", "delete", "upstream", "rollback", "pin" or "unpin".
+  std::string cause;
+
+  friend bool operator==(const TagChangeRecord&, const TagChangeRecord&) = default;
+};
+
 std::string encodeBlobRecord(const BlobRecord& record);
 Expected<BlobRecord> decodeBlobRecord(std::string_view value);
 
@@ -60,5 +82,11 @@ Expected<ManifestRecord> decodeManifestRecord(std::string_view value);
 
 std::string encodeTagRecord(const TagRecord& record);
 Expected<TagRecord> decodeTagRecord(std::string_view value);
+
+std::string encodeTagChangeRecord(const TagChangeRecord& record);
+Expected<TagChangeRecord> decodeTagChangeRecord(std::string_view value);
+
+std::string encodeContentRecord(const ContentRecord& record);
+Expected<ContentRecord> decodeContentRecord(std::string_view value);
 
 }  // namespace outpost::storage

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <system_error>
 #include <vector>
@@ -160,8 +161,20 @@ Expected<uint64_t> UploadStore::append(std::string_view id, uint64_t offset,
 
 Expected<uint64_t> UploadStore::append(std::string_view id, uint64_t offset,
                                        std::span<const std::byte> bytes) {
-  // Held until the append ends, so that appends to one session do not interleave.
+  OUTPOST_ASSIGN_OR_RETURN(std::unique_ptr<ChunkWriter> chunk, beginChunk(id, offset));
+  OUTPOST_RETURN_IF_ERROR(
+      chunk->write(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())));
+  return chunk->commit();
+}
+
+Expected<std::unique_ptr<UploadStore::ChunkWriter>> UploadStore::beginChunk(std::string_view id,
+                                                                            uint64_t offset) {
   OUTPOST_ASSIGN_OR_RETURN(LockedSession locked, lockSession(id));
+  Session& found = *locked.session;
+  if (found.is_writing) {
+    return Status(StatusCode::kAlreadyExists,
+                  "another chunk of upload " + std::string(id) + " is being written");
+  }
   UniqueFd fd(retryOnEintr([&] { return ::open(dataPath(id).c_str(), O_WRONLY | O_CLOEXEC); }));
   if (!fd) {
     return errnoStatus("opening upload " + std::string(id) + " failed", errno);
@@ -176,24 +189,53 @@ Expected<uint64_t> UploadStore::append(std::string_view id, uint64_t offset,
                                                " but the upload has " + std::to_string(size) +
                                                " bytes");
   }
-  size_t written = 0;
-  while (written < bytes.size()) {
+  found.is_writing = true;
+  return std::unique_ptr<ChunkWriter>(
+      new ChunkWriter(locked.session, std::string(id), std::move(fd), size));
+}
+
+Status UploadStore::ChunkWriter::write(std::string_view bytes) {
+  OUTPOST_RETURN_IF_ERROR(failure_);
+  size_t done = 0;
+  while (done < bytes.size()) {
     ssize_t count = retryOnEintr([&] {
-      return ::pwrite(fd.get(), bytes.data() + written, bytes.size() - written,
-                      static_cast<off_t>(size + written));
+      return ::pwrite(fd_.get(), bytes.data() + done, bytes.size() - done,
+                      static_cast<off_t>(offset_ + written_ + done));
     });
     if (count < 0) {
       int error_number = errno;
-      // Keep only whole chunks, so that the client can resend this one at the same offset.
-      (void)::ftruncate(fd.get(), static_cast<off_t>(size));
-      if (error_number == ENOSPC || error_number == EDQUOT) {
-        return Status(StatusCode::kNoSpace, "no space left for upload " + std::string(id));
-      }
-      return errnoStatus("writing upload " + std::string(id) + " failed", error_number);
+      failure_ = error_number == ENOSPC || error_number == EDQUOT
+                     ? Status(StatusCode::kNoSpace, "no space left for upload " + id_)
+                     : errnoStatus("writing upload " + id_ + " failed", error_number);
+      return failure_;
     }
-    written += static_cast<size_t>(count);
+    done += static_cast<size_t>(count);
   }
-  return size + written;
+  written_ += done;
+  return Status::ok();
+}
+
+Expected<uint64_t> UploadStore::ChunkWriter::commit() {
+  OUTPOST_RETURN_IF_ERROR(failure_);
+  std::lock_guard lock(session_->mutex);
+  if (session_->removed) {
+    return unknownUpload(id_);
+  }
+  is_committed_ = true;
+  session_->is_writing = false;
+  return offset_ + written_;
+}
+
+UploadStore::ChunkWriter::~ChunkWriter() {
+  std::lock_guard lock(session_->mutex);
+  if (is_committed_) {
+    return;
+  }
+  session_->is_writing = false;
+  if (!session_->removed && ::ftruncate(fd_.get(), static_cast<off_t>(offset_)) != 0) {
+    log::storage().error("unfinished chunk not truncated upload={} offset={} error=\"{}\"", id_,
+                         offset_, std::strerror(errno));
+  }
 }
 
 void UploadStore::forget(std::string_view id, Session& found) {
@@ -217,6 +259,10 @@ Status UploadStore::cancel(std::string_view id) {
 Status UploadStore::complete(std::string_view id, const Digest& expected, BlobStore& store) {
   OUTPOST_ASSIGN_OR_RETURN(LockedSession locked, lockSession(id));
   Session& found = *locked.session;
+  if (found.is_writing) {
+    return Status(StatusCode::kAlreadyExists,
+                  "a chunk of upload " + std::string(id) + " is still being written");
+  }
   Status result = [&]() -> Status {
     UniqueFd data(retryOnEintr([&] { return ::open(dataPath(id).c_str(), O_RDONLY | O_CLOEXEC); }));
     if (!data) {
@@ -254,7 +300,7 @@ size_t UploadStore::removeIdle(int64_t now_ms, int64_t max_idle_ms) {
   size_t removed = 0;
   for (auto& [id, found] : all) {
     std::lock_guard lock(found->mutex);
-    if (found->removed || now_ms - modifiedMs(dataPath(id)) <= max_idle_ms) {
+    if (found->removed || found->is_writing || now_ms - modifiedMs(dataPath(id)) <= max_idle_ms) {
       continue;
     }
     log::storage().info("idle upload removed id={} repository={}", id, found->repository);

@@ -19,6 +19,7 @@
 namespace outpost::cache {
 namespace {
 
+using storage::Index;
 using storage::testing::addIndexedBlob;
 using storage::testing::TempFolder;
 
@@ -128,6 +129,53 @@ TEST_F(DiskBudgetTest, SkipsPinnedBlob) {
     EXPECT_FALSE(isStored(digests[i])) << "blob " << i;
   }
   EXPECT_TRUE(isStored(digests[6]));
+}
+
+TEST_F(DiskBudgetTest, HeldBlobIsNeverEvicted) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(1000);  // high 900, low 500
+  std::vector<Digest> digests = addBlobs(*budget, 10);
+
+  ASSERT_TRUE(budget->hold(digests[0]).isOk());
+  EXPECT_EQ(budget->bytesUsed(), 900u);  // a held blob is not counted
+  // A read through a remote counts it again, as the newest; the eviction then finds the hold.
+  budget->recordAccess(digests[0], 100);
+  // Held without the budget knowing, so still counted among the oldest.
+  Index::Batch batch;
+  batch.putHeldBlob(digests[2]);
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  budget->evictIfOverBudget();
+
+  EXPECT_TRUE(isStored(digests[0]));
+  EXPECT_FALSE(isStored(digests[1]));
+  EXPECT_TRUE(isStored(digests[2]));
+  EXPECT_FALSE(isStored(digests[3]));
+  EXPECT_LE(budget->bytesUsed(), 500u);
+  EXPECT_EQ(budget->counters().eviction_failures.load(), 0u);
+}
+
+TEST_F(DiskBudgetTest, RestoreSkipsHeldBlobs) {
+  std::vector<Digest> digests;
+  for (int i = 0; i < 4; ++i) {
+    digests.push_back(
+        addIndexedBlob(*store_, *index_, std::string(100, static_cast<char>('a' + i))));
+  }
+  std::unique_ptr<DiskBudget> budget = makeBudget(1000);
+  ASSERT_TRUE(budget->hold(digests[1]).isOk());
+
+  ASSERT_TRUE(budget->restore().isOk());
+
+  EXPECT_EQ(budget->entries(), 3u);
+  EXPECT_EQ(budget->bytesUsed(), 300u);
+}
+
+TEST_F(DiskBudgetTest, HoldWithoutBudgetWritesRecord) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(0);
+  Digest digest = sha256Of("pushed");
+
+  ASSERT_TRUE(budget->hold(digest).isOk());
+
+  EXPECT_TRUE(index_->isBlobHeld(digest));
 }
 
 TEST_F(DiskBudgetTest, ReleasedPinAllowsEviction) {

@@ -1,5 +1,6 @@
 // The conformance program (tests/conformance, outpost_conformance) against a real CNCF
-// distribution 2.8.2 registry, and its handling of options.
+// distribution 2.8.2 registry and against a local repository of Outpost, and its handling of
+// options.
 //
 // Every check must pass, except the known differences of the registry under test, each listed
 // with its reason. To check another registry, start it and call runConformance() and
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/outpost_server.h"
 
 namespace outpost::integration {
 namespace {
@@ -190,6 +192,25 @@ TEST_F(ConformanceTest, DistributionFailsOnlyKnownDifferences) {
         << "no check of area " << area;
   }
   expectOnlyKnownDifferences(report, kDistributionDifferences);
+}
+
+TEST_F(ConformanceTest, OutpostLocalRepositoryPassesEveryCheck) {
+  OutpostOptions options;
+  options.locals_yaml = "  - name: local\n";
+  OUTPOST_ASSERT_OK_AND_ASSIGN(std::unique_ptr<OutpostServer> outpost,
+                               OutpostServer::start(options));
+  Expected<ConformanceReport> report = keepOutput(
+      runConformance(outpost->url(), "local/conformance/test", "local/conformance/source"));
+  if (HasFailure() || !report || report->command.exit_code != 0) {
+    std::cerr << "--- outpost log ---\n" << outpost->logTail() << "\n";
+  }
+  ASSERT_TRUE(report) << report.status().toString();
+
+  EXPECT_FALSE(report->command.timed_out) << report->command.describe();
+  expectOnlyKnownDifferences(*report, {});
+  for (const CheckLine& line : report->checks) {
+    EXPECT_NE(line.outcome, "SKIP") << line.line;
+  }
 }
 
 TEST_F(ConformanceTest, SecondRunOnSameRepositoryAgrees) {

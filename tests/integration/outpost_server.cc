@@ -56,7 +56,12 @@ Expected<std::unique_ptr<OutpostServer>> OutpostServer::start(OutpostOptions opt
   if (!opts.default_repository.empty()) {
     yaml << "default_repository: " << opts.default_repository << "\n";
   }
-  yaml << "remotes:\n";
+  if (!opts.locals_yaml.empty()) {
+    yaml << "locals:\n" << opts.locals_yaml;
+  }
+  if (!opts.remotes.empty()) {
+    yaml << "remotes:\n";
+  }
   for (const OutpostRemote& remote : opts.remotes) {
     yaml << "  - name: " << remote.name << "\n    url: " << remote.url
          << "\n    hosts: " << yamlList(remote.hosts) << "\n    tag_ttl: " << remote.tag_ttl

@@ -42,6 +42,9 @@ struct OutpostOptions {
   // More keys of the storage section, as YAML lines indented by two spaces, each ending in a
   // newline ("  scrub_interval: 100ms\n").
   std::string storage_yaml;
+  // The entries of the locals section, as YAML lines indented by two spaces, each ending in a
+  // newline ("  - name: local\n").
+  std::string locals_yaml;
 };
 
 // Options with one remote named "upstream" for the registry at `url` (reached by `host_port`

@@ -247,7 +247,7 @@ std::string withRemoteKeys(std::string_view remote_keys) {
 TEST(ConfigTest, RejectsInvalidValues) {
   const std::vector<InvalidCase> cases = {
       // Shape of the document.
-      {"empty document", "", "remotes: at least one remote is required"},
+      {"empty document", "", "remotes: at least one remote or local repository is required"},
       {"document is a list", "- a\n- b\n", "the configuration must be a YAML mapping"},
       {"document is a scalar", "hello\n", "the configuration must be a YAML mapping"},
       {"unknown top-level key", withRemote("servr:\n  port: 1\n"), "servr: unknown key"},
@@ -334,25 +334,26 @@ TEST(ConfigTest, RejectsInvalidValues) {
        R"(log.level: "verbose" is not a log level)"},
 
       // remotes
-      {"remotes missing", "server:\n  port: 1\n", "remotes: at least one remote is required"},
-      {"remotes empty", "remotes: []\n", "remotes: at least one remote is required"},
+      {"remotes missing", "server:\n  port: 1\n",
+       "remotes: at least one remote or local repository is required"},
+      {"remotes empty", "remotes: []\n",
+       "remotes: at least one remote or local repository is required"},
       {"remotes a mapping", "remotes:\n  name: hub\n", "remotes: must be a list"},
       {"remote a scalar", "remotes: [hub]\n", "remotes[0]: must be a mapping"},
       {"name missing", "remotes:\n  - url: http://127.0.0.1:1\n", "remotes[0].name: is required"},
       {"name upper case", "remotes:\n  - name: Hub\n    url: http://127.0.0.1:1\n",
-       R"(remotes[0].name: "Hub" is not a valid remote name)"},
+       R"(remotes[0].name: "Hub" is not a valid repository name)"},
       {"name leading dash", "remotes:\n  - name: -hub\n    url: http://127.0.0.1:1\n",
-       R"(remotes[0].name: "-hub" is not a valid remote name)"},
+       R"(remotes[0].name: "-hub" is not a valid repository name)"},
       {"name trailing dash", "remotes:\n  - name: hub-\n    url: http://127.0.0.1:1\n",
-       R"(remotes[0].name: "hub-" is not a valid remote name)"},
+       R"(remotes[0].name: "hub-" is not a valid repository name)"},
       {"name with triple underscore", "remotes:\n  - name: a___b\n    url: http://127.0.0.1:1\n",
-       R"(remotes[0].name: "a___b" is not a valid remote name)"},
+       R"(remotes[0].name: "a___b" is not a valid repository name)"},
       {"name with dot", "remotes:\n  - name: a.b\n    url: http://127.0.0.1:1\n",
-       R"(remotes[0].name: "a.b" is not a valid remote name)"},
+       R"(remotes[0].name: "a.b" is not a valid repository name)"},
       {"name with slash", "remotes:\n  - name: a/b\n    url: http://127.0.0.1:1\n",
-       R"(remotes[0].name: "a/b" is not a valid remote name)"},
-      {"duplicate name",
-       withRemote("  - name: hub\n    url: http://127.0.0.1:5102\n"),
+       R"(remotes[0].name: "a/b" is not a valid repository name)"},
+      {"duplicate name", withRemote("  - name: hub\n    url: http://127.0.0.1:5102\n"),
        R"(remotes[1].name: "hub" is already the name of another remote)"},
       {"url missing", withRemoteKeys(""), "remotes[0].url: is required"},
       {"url other scheme", withRemoteKeys("    url: ftp://127.0.0.1\n"),
@@ -383,11 +384,9 @@ TEST(ConfigTest, RejectsInvalidValues) {
        R"(remotes[0].url: "https://[::1" has an unterminated IPv6 address)"},
       {"url with invalid ipv6", withRemoteKeys("    url: https://[zz]:80\n"),
        R"(remotes[0].url: "https://[zz]:80" has an invalid IPv6 address)"},
-      {"hosts a scalar",
-       withRemoteKeys("    url: http://127.0.0.1:1\n    hosts: docker.io\n"),
+      {"hosts a scalar", withRemoteKeys("    url: http://127.0.0.1:1\n    hosts: docker.io\n"),
        "remotes[0].hosts: must be a list of host names"},
-      {"host a mapping",
-       withRemoteKeys("    url: http://127.0.0.1:1\n    hosts: [{a: b}]\n"),
+      {"host a mapping", withRemoteKeys("    url: http://127.0.0.1:1\n    hosts: [{a: b}]\n"),
        "remotes[0].hosts[0]: must be a host name"},
       {"host with path",
        withRemoteKeys("    url: http://127.0.0.1:1\n    hosts: [docker.io/library]\n"),
@@ -434,7 +433,25 @@ TEST(ConfigTest, RejectsInvalidValues) {
       {"tag ttl without unit", withRemoteKeys("    url: http://127.0.0.1:1\n    tag_ttl: 300\n"),
        R"(remotes[0].tag_ttl: "300" has no unit)"},
       {"default repository unknown", withRemote("default_repository: quay\n"),
-       R"(default_repository: "quay" names no remote; the remotes are hub)"},
+       R"(default_repository: "quay" names no repository; the repositories are hub)"},
+
+      // Local repositories.
+      {"locals not a list", withRemote("locals: builds\n"),
+       "locals: must be a list of local repositories"},
+      {"local without name", withRemote("locals:\n  - allow_delete: true\n"),
+       "locals[0].name: is required"},
+      {"local name invalid", withRemote("locals:\n  - name: Builds\n"),
+       R"(locals[0].name: "Builds" is not a valid repository name)"},
+      {"local name of a remote", withRemote("locals:\n  - name: hub\n"),
+       R"(locals[0].name: "hub" is already the name of a remote)"},
+      {"local name repeated", withRemote("locals:\n  - name: a\n  - name: a\n"),
+       R"(locals[1].name: "a" is already the name of another local repository)"},
+      {"local unknown key", withRemote("locals:\n  - name: a\n    delete: true\n"),
+       "locals[0].delete: unknown key"},
+      {"manifest limit too small", withRemote("locals:\n  - name: a\n    max_manifest_bytes: 10\n"),
+       R"(locals[0].max_manifest_bytes: "10" is not a whole number from 1024 to 67108864)"},
+      {"upload idle timeout zero", withRemote("storage:\n  upload_idle_timeout: 0s\n"),
+       R"(storage.upload_idle_timeout: "0s" must be more than zero)"},
 
       // YAML syntax.
       {"unterminated flow sequence", withRemote("log: [a, b\n"), "invalid YAML at line"},
@@ -449,6 +466,40 @@ TEST(ConfigTest, RejectsInvalidValues) {
         << "message: " << config.status().message()
         << "\nexpected start: " << test_case.expected_message_start;
   }
+}
+
+TEST(ConfigTest, ReadsLocalRepositories) {
+  const Expected<Config> config = parse(
+      "locals:\n"
+      "  - name: builds\n"
+      "  - name: releases\n"
+      "    allow_delete: false\n"
+      "    immutable_tags: true\n"
+      "    max_manifest_bytes: 1048576\n"
+      "storage:\n"
+      "  upload_idle_timeout: 2h\n");
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+
+  EXPECT_TRUE(config->remotes.empty());
+  ASSERT_EQ(config->locals.size(), 2u);
+  EXPECT_EQ(config->locals[0].name, "builds");
+  EXPECT_TRUE(config->locals[0].allow_delete);
+  EXPECT_FALSE(config->locals[0].immutable_tags);
+  EXPECT_EQ(config->locals[0].max_manifest_bytes, 4u << 20);
+  EXPECT_EQ(config->locals[1].name, "releases");
+  EXPECT_FALSE(config->locals[1].allow_delete);
+  EXPECT_TRUE(config->locals[1].immutable_tags);
+  EXPECT_EQ(config->locals[1].max_manifest_bytes, 1u << 20);
+  EXPECT_EQ(config->storage.upload_idle_timeout_ms, 2 * 60 * 60 * 1000);
+  // Without a remote, the first local repository serves paths without a repository key.
+  EXPECT_EQ(config->default_repository, "builds");
+}
+
+TEST(ConfigTest, DefaultRepositoryMayBeLocal) {
+  const Expected<Config> config =
+      parse(withRemote("locals:\n  - name: builds\ndefault_repository: builds\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+  EXPECT_EQ(config->default_repository, "builds");
 }
 
 TEST(ConfigTest, ZeroScrubValuesAccepted) {
@@ -618,6 +669,9 @@ TEST(ConfigTest, ShippedConfigLoads) {
   EXPECT_EQ(remote.tag_ttl_ms, 5 * 60 * 1000);
   EXPECT_FALSE(remote.insecure_skip_verify);
   EXPECT_EQ(remote.username, "");
+
+  ASSERT_EQ(config->locals.size(), 1u);
+  EXPECT_EQ(config->locals[0].name, "local");
 }
 
 TEST(ConfigTest, ShippedConfigStatesDefaults) {
@@ -629,7 +683,8 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
   const Expected<Config> defaults = parseConfig(
       "storage:\n  data_dir: ../data\n"
       "remotes:\n  - name: dockerhub\n    url: https://registry-1.docker.io\n"
-      "    hosts: [docker.io, registry-1.docker.io]\n    library_prefix: true\n",
+      "    hosts: [docker.io, registry-1.docker.io]\n    library_prefix: true\n"
+      "locals:\n  - name: local\n",
       source_dir / "conf");
   ASSERT_TRUE(defaults.hasValue()) << defaults.status().toString();
 
@@ -656,6 +711,11 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
   EXPECT_EQ(shipped->storage.disk_budget_bytes, defaults->storage.disk_budget_bytes);
   EXPECT_EQ(shipped->storage.high_watermark_percent, defaults->storage.high_watermark_percent);
   EXPECT_EQ(shipped->storage.low_watermark_percent, defaults->storage.low_watermark_percent);
+  EXPECT_EQ(shipped->storage.upload_idle_timeout_ms, defaults->storage.upload_idle_timeout_ms);
+  ASSERT_EQ(shipped->locals.size(), 1u);
+  EXPECT_EQ(shipped->locals[0].allow_delete, defaults->locals[0].allow_delete);
+  EXPECT_EQ(shipped->locals[0].immutable_tags, defaults->locals[0].immutable_tags);
+  EXPECT_EQ(shipped->locals[0].max_manifest_bytes, defaults->locals[0].max_manifest_bytes);
   EXPECT_EQ(shipped->log.level, defaults->log.level);
   EXPECT_EQ(shipped->default_repository, defaults->default_repository);
   EXPECT_EQ(shipped->remotes[0].tag_ttl_ms, defaults->remotes[0].tag_ttl_ms);

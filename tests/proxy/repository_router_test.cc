@@ -54,9 +54,34 @@ TEST(RepositoryRouterTest, ResolvesByKeyNsAndDefault) {
     }
     Expected<RoutedName> routed = router.resolve(test_case.name, ns);
     ASSERT_TRUE(routed.hasValue()) << routed.status().toString();
-    EXPECT_EQ(routed->remote_index, test_case.remote);
+    EXPECT_EQ(routed->kind, RepositoryKind::kRemote);
+    EXPECT_EQ(routed->index, test_case.remote);
     EXPECT_EQ(routed->name, test_case.routed);
   }
+}
+
+TEST(RepositoryRouterTest, ResolvesLocalRepositories) {
+  Config config = twoRemotes();
+  LocalConfig builds;
+  builds.name = "builds";
+  LocalConfig releases;
+  releases.name = "releases";
+  config.locals = {builds, releases};
+
+  RepositoryRouter router(config);
+  Expected<RoutedName> routed = router.resolve("releases/team/app", std::nullopt);
+  ASSERT_TRUE(routed.hasValue()) << routed.status().toString();
+  EXPECT_EQ(routed->kind, RepositoryKind::kLocal);
+  EXPECT_EQ(routed->index, 1u);
+  // A local repository never adds "library/".
+  EXPECT_EQ(routed->name, "team/app");
+
+  config.default_repository = "builds";
+  Expected<RoutedName> by_default = router.resolve("alpine", std::nullopt);
+  ASSERT_TRUE(by_default.hasValue()) << by_default.status().toString();
+  EXPECT_EQ(by_default->kind, RepositoryKind::kLocal);
+  EXPECT_EQ(by_default->index, 0u);
+  EXPECT_EQ(by_default->name, "alpine");
 }
 
 TEST(RepositoryRouterTest, RejectsUnknownNsWithoutFallingBack) {

@@ -312,7 +312,9 @@ TEST_F(FsckTest, DamagedRecordIsRemoved) {
   index_.reset();
   {
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const char* name : {"default", "blobs", "manifests", "tags", "links"}) {
+    for (const char* name :
+         {"default", "blobs", "manifests", "tags", "links", "local_blobs", "local_manifests",
+          "held_blobs", "tag_history", "pinned_tags", "referrers"}) {
       descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
     std::vector<rocksdb::ColumnFamilyHandle*> handles;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <thread>
@@ -36,7 +37,9 @@ class IndexTest : public ::testing::Test {
   // The index must be closed, because RocksDB allows one open handle per database.
   void putRaw(const std::string& family, const std::string& key, const std::string& value) {
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-    for (const char* name : {"default", "blobs", "manifests", "tags", "links"}) {
+    for (const char* name :
+         {"default", "blobs", "manifests", "tags", "links", "local_blobs", "local_manifests",
+          "held_blobs", "tag_history", "pinned_tags", "referrers"}) {
       descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -615,6 +618,124 @@ TEST_F(IndexTest, FlushOfEmptyIndexSucceeds) {
 
   EXPECT_TRUE(flushed.isOk()) << flushed.toString();
   EXPECT_EQ(countTableFiles(folder_.path() / "index"), 0);
+}
+
+TEST_F(IndexTest, LocalContentScopedByImage) {
+  Index::Batch batch;
+  batch.putLocalBlob("builds", "team/app", kLayer, {.added_ms = 7});
+  batch.putLocalManifest("builds", "team/app", kAlpineManifest, {.added_ms = 8});
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  Expected<ContentRecord> blob = index_->getLocalBlob("builds", "team/app", kLayer);
+  ASSERT_TRUE(blob) << blob.status().toString();
+  EXPECT_EQ(blob->added_ms, 7);
+  Expected<ContentRecord> manifest =
+      index_->getLocalManifest("builds", "team/app", kAlpineManifest);
+  ASSERT_TRUE(manifest) << manifest.status().toString();
+  EXPECT_EQ(manifest->added_ms, 8);
+
+  // Another image, a longer name, another repository and the other kind do not see them.
+  EXPECT_EQ(index_->getLocalBlob("builds", "team/app2", kLayer).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(index_->getLocalBlob("builds", "team", kLayer).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(index_->getLocalBlob("other", "team/app", kLayer).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(index_->getLocalManifest("builds", "team/app", kLayer).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(index_->getLocalBlob("", "team/app", kLayer).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(IndexTest, DeletesInBatch) {
+  Index::Batch setup;
+  setup.putLocalBlob("builds", "app", kLayer, {.added_ms = 1});
+  setup.putLocalManifest("builds", "app", kAlpineManifest, {.added_ms = 1});
+  setup.putTag("builds", "app", "v1", {.digest = kAlpineManifest.str()});
+  setup.putTag("builds", "app", "v2", {.digest = kAlpineManifest.str()});
+  ASSERT_TRUE(index_->write(std::move(setup), Index::WriteMode::kSynced).isOk());
+
+  Index::Batch batch;
+  batch.deleteTag("builds", "app", "v1");
+  batch.deleteLocalBlob("builds", "app", kLayer);
+  batch.deleteLocalManifest("builds", "app", kAlpineManifest);
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  EXPECT_FALSE(index_->getLocalBlob("builds", "app", kLayer));
+  EXPECT_FALSE(index_->getLocalManifest("builds", "app", kAlpineManifest));
+  Expected<std::vector<std::string>> tags = index_->listTags("builds", "app");
+  ASSERT_TRUE(tags);
+  EXPECT_EQ(*tags, std::vector<std::string>{"v2"});
+}
+
+TEST_F(IndexTest, DeleteWithInvalidKeyRejectsBatch) {
+  Index::Batch batch;
+  batch.putLocalBlob("builds", "app", kLayer, {.added_ms = 1});
+  batch.deleteTag("builds", "app", std::string("bad\0tag", 7));
+
+  Status written = index_->write(std::move(batch), Index::WriteMode::kSynced);
+  EXPECT_EQ(written.code(), StatusCode::kInvalidArgument) << written.toString();
+  EXPECT_FALSE(index_->getLocalBlob("builds", "app", kLayer));
+}
+
+TEST_F(IndexTest, ListImagesPagesDistinctNames) {
+  Index::Batch batch;
+  // Two manifests for one image, a name that extends another, and another repository.
+  for (const char* name : {"team/app", "team/app2", "team/app-x", "base", "zeta"}) {
+    batch.putLocalManifest("builds", name, kAlpineManifest, {.added_ms = 1});
+  }
+  batch.putLocalManifest("builds", "team/app", kLayer, {.added_ms = 1});
+  batch.putLocalManifest("builds2", "other", kAlpineManifest, {.added_ms = 1});
+  // A blob alone does not make an image.
+  batch.putLocalBlob("builds", "blob-only", kLayer, {.added_ms = 1});
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  Expected<std::vector<std::string>> all = index_->listImages("builds", "", 100);
+  ASSERT_TRUE(all) << all.status().toString();
+  EXPECT_EQ(*all,
+            (std::vector<std::string>{"base", "team/app", "team/app-x", "team/app2", "zeta"}));
+
+  Expected<std::vector<std::string>> first = index_->listImages("builds", "", 2);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, (std::vector<std::string>{"base", "team/app"}));
+  Expected<std::vector<std::string>> next = index_->listImages("builds", "team/app", 2);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(*next, (std::vector<std::string>{"team/app-x", "team/app2"}));
+  Expected<std::vector<std::string>> last = index_->listImages("builds", "team/app2", 2);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(*last, std::vector<std::string>{"zeta"});
+  Expected<std::vector<std::string>> none = index_->listImages("builds3", "", 2);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(IndexTest, ForEachLocalManifestOfOneImage) {
+  Index::Batch batch;
+  batch.putLocalManifest("builds", "app", kLayer, {.added_ms = 1});
+  batch.putLocalManifest("builds", "app", kAlpineManifest, {.added_ms = 2});
+  batch.putLocalManifest("builds", "app2", kAlpineManifest, {.added_ms = 3});
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  std::vector<Digest> seen;
+  Status status = index_->forEachLocalManifest("builds", "app",
+                                               [&](const Digest& digest, const ContentRecord&) {
+                                                 seen.push_back(digest);
+                                                 return true;
+                                               });
+  ASSERT_TRUE(status.isOk()) << status.toString();
+  std::vector<Digest> expected = {kAlpineManifest, kLayer};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(seen, expected);
+}
+
+TEST_F(IndexTest, HeldBlobsSurviveReopen) {
+  EXPECT_FALSE(index_->isBlobHeld(kLayer));
+  Index::Batch batch;
+  batch.putHeldBlob(kLayer);
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+  reopen();
+
+  EXPECT_TRUE(index_->isBlobHeld(kLayer));
+  EXPECT_FALSE(index_->isBlobHeld(kAlpineManifest));
 }
 
 TEST_F(IndexTest, SecondOpenOfSameFolderFails) {

@@ -166,6 +166,72 @@ TEST_F(UploadStoreTest, IdleSessionsExpire) {
   EXPECT_TRUE(uploads_->find(active).hasValue());
 }
 
+TEST_F(UploadStoreTest, ChunkWriterStreamsPieces) {
+  std::string id = startUpload();
+  Expected<std::unique_ptr<UploadStore::ChunkWriter>> chunk = uploads_->beginChunk(id, 0);
+  ASSERT_TRUE(chunk) << chunk.status().toString();
+  ASSERT_TRUE((*chunk)->write("first ").isOk());
+  ASSERT_TRUE((*chunk)->write("second").isOk());
+  EXPECT_EQ((*chunk)->chunkBytes(), 12u);
+
+  Expected<uint64_t> size = (*chunk)->commit();
+  ASSERT_TRUE(size) << size.status().toString();
+  EXPECT_EQ(*size, 12u);
+  chunk->reset();
+  Expected<UploadInfo> info = uploads_->find(id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->size, 12u);
+}
+
+TEST_F(UploadStoreTest, UncommittedChunkIsDropped) {
+  std::string id = startUpload();
+  ASSERT_TRUE(uploads_->append(id, 0, "kept").hasValue());
+  {
+    Expected<std::unique_ptr<UploadStore::ChunkWriter>> chunk = uploads_->beginChunk(id, 4);
+    ASSERT_TRUE(chunk) << chunk.status().toString();
+    ASSERT_TRUE((*chunk)->write("dropped").isOk());
+  }
+  Expected<UploadInfo> info = uploads_->find(id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->size, 4u);
+  // The next chunk starts where the dropped one did.
+  Expected<uint64_t> size = uploads_->append(id, 4, "!");
+  ASSERT_TRUE(size) << size.status().toString();
+  EXPECT_EQ(*size, 5u);
+  ASSERT_TRUE(uploads_->complete(id, sha256Of("kept!"), *blobs_).isOk());
+  EXPECT_TRUE(blobs_->contains(sha256Of("kept!")));
+}
+
+TEST_F(UploadStoreTest, OneChunkAtATime) {
+  std::string id = startUpload();
+  Expected<std::unique_ptr<UploadStore::ChunkWriter>> first = uploads_->beginChunk(id, 0);
+  ASSERT_TRUE(first) << first.status().toString();
+
+  Expected<std::unique_ptr<UploadStore::ChunkWriter>> second = uploads_->beginChunk(id, 0);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(uploads_->complete(id, sha256Of(""), *blobs_).code(), StatusCode::kAlreadyExists);
+  // A session with a chunk in progress is not idle, however old its file.
+  EXPECT_EQ(uploads_->removeIdle(nowMs() + 3'600'000, 1000), 0u);
+
+  ASSERT_TRUE((*first)->commit());
+  EXPECT_TRUE(uploads_->beginChunk(id, 0));
+}
+
+TEST_F(UploadStoreTest, CancelDuringChunkFailsCommit) {
+  std::string id = startUpload();
+  Expected<std::unique_ptr<UploadStore::ChunkWriter>> chunk = uploads_->beginChunk(id, 0);
+  ASSERT_TRUE(chunk) << chunk.status().toString();
+  ASSERT_TRUE((*chunk)->write("bytes").isOk());
+
+  ASSERT_TRUE(uploads_->cancel(id).isOk());
+
+  Expected<uint64_t> size = (*chunk)->commit();
+  ASSERT_FALSE(size);
+  EXPECT_EQ(size.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(uploads_->sessionCount(), 0u);
+}
+
 TEST_F(UploadStoreTest, RepositoryMustBeOneLine) {
   EXPECT_EQ(uploads_->create("").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(uploads_->create("a\nb").status().code(), StatusCode::kInvalidArgument);
