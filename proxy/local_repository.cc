@@ -486,6 +486,38 @@ void LocalRepository::handleBlob(const std::shared_ptr<Exchange>& exchange, cons
   sendBlobFile(exchange, *digest, std::move(*file), cache::DiskBudget::Pin());
 }
 
+Status LocalRepository::rollbackTag(std::string_view name, std::string_view tag,
+                                    const Digest& digest) {
+  storage::Index& index = *context_.index;
+  std::lock_guard lock(manifest_write_mutex_);
+  if (config_.immutable_tags) {
+    return Status(StatusCode::kPermissionDenied,
+                  "tags of repository " + config_.name + " are immutable");
+  }
+  if (!index.getLocalManifest(config_.name, name, digest)) {
+    return notFound("image " + std::string(name) + " no longer contains manifest " +
+                    digest.str());
+  }
+  OUTPOST_ASSIGN_OR_RETURN(storage::ManifestRecord manifest, index.getManifest(digest));
+  Expected<storage::TagRecord> current = index.getTag(config_.name, name, tag);
+  std::string previous_digest = current ? current->digest : std::string();
+  if (previous_digest == digest.str()) {
+    return Status::ok();
+  }
+  int64_t now_ms = context_.clock->nowMs();
+  storage::Index::Batch batch;
+  batch.putTag(config_.name, name, tag,
+               storage::TagRecord{.digest = digest.str(),
+                                  .media_type = manifest.media_type,
+                                  .confirmed_ms = now_ms});
+  batch.putTagChange(config_.name, name, tag,
+                     {.time_ms = now_ms,
+                      .old_digest = previous_digest,
+                      .new_digest = digest.str(),
+                      .cause = "rollback"});
+  return index.write(std::move(batch), storage::Index::WriteMode::kSynced);
+}
+
 // ----- Referrers --------------------------------------------------------------------------
 
 void LocalRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange,

@@ -85,6 +85,10 @@ class LocalRepository {
   // GET /v2/<name>/tags/list.
   void serveTagList(const std::shared_ptr<Exchange>& exchange, const ImageName& image);
 
+  // Moves `tag` of image `name` to `digest` and records the rollback in the tag's history.
+  // Fails with kPermissionDenied when tags are immutable here, and with kNotFound when the
+  // image no longer contains the manifest. BLOCKING: a synced index write.
+  Status rollbackTag(std::string_view name, std::string_view tag, const Digest& digest);
   // Whether the image contains the blob, for a mount from this repository.
   bool containsBlob(std::string_view image_name, const Digest& digest) const;
   // Names of this repository's images after `after`, at most `limit`, for the catalog.

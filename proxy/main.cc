@@ -7,14 +7,17 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/cache_stats.h"
+#include "proxy/admin_client.h"
 #include "proxy/config.h"
 #include "proxy/event_loop.h"
 #include "proxy/http_server.h"
@@ -287,6 +290,116 @@ int cacheStats(const std::string& config_path, size_t top) {
   return 0;
 }
 
+// An image tag as the tag commands take it: "<repository key>/<image name>:<tag>".
+struct TagReference {
+  std::string key;
+  std::string name;
+  std::string tag;
+
+  std::string adminPath(std::string_view action) const {
+    return "/api/v1/repositories/" + key + "/images/" + name + "/tags/" + tag + "/" +
+           std::string(action);
+  }
+};
+
+std::optional<TagReference> parseTagReference(const std::string& text) {
+  size_t slash = text.find('/');
+  size_t colon = text.rfind(':');
+  if (slash == std::string::npos || colon == std::string::npos || colon < slash + 2 ||
+      colon + 1 == text.size() || slash == 0) {
+    std::fprintf(stderr,
+                 "outpost: \"%s\" is not a tag reference; write <repository>/<image>:<tag>, "
+                 "for example local/team/app:1.0\n",
+                 text.c_str());
+    return std::nullopt;
+  }
+  return TagReference{text.substr(0, slash), text.substr(slash + 1, colon - slash - 1),
+                      text.substr(colon + 1)};
+}
+
+// Prints the server's error message for a failed admin request and returns the exit status.
+int reportAdminFailure(const Expected<proxy::AdminResponse>& response) {
+  if (!response) {
+    std::fprintf(stderr, "outpost: %s\n", response.status().toString().c_str());
+    return 1;
+  }
+  nlohmann::json body = nlohmann::json::parse(response->body, nullptr, false);
+  std::string message = response->body;
+  if (body.is_object() && body.contains("errors") && body["errors"].is_array() &&
+      !body["errors"].empty() && body["errors"][0].is_object()) {
+    message = body["errors"][0].value("message", message);
+  }
+  std::fprintf(stderr, "outpost: the server returned %d: %s\n", response->status,
+               message.c_str());
+  return 1;
+}
+
+std::string jsonText(const nlohmann::json& value) {
+  return value.is_string() ? value.get<std::string>() : std::string("-");
+}
+
+int tagHistory(const std::string& server, const std::string& reference_text, size_t limit) {
+  std::optional<TagReference> reference = parseTagReference(reference_text);
+  if (!reference) {
+    return 2;
+  }
+  Expected<proxy::AdminResponse> response = proxy::sendAdminRequest(
+      server, "GET", reference->adminPath("history") + "?n=" + std::to_string(limit), "");
+  if (!response || response->status != 200) {
+    return reportAdminFailure(response);
+  }
+  nlohmann::json body = nlohmann::json::parse(response->body, nullptr, false);
+  if (!body.is_object() || !body.contains("changes") || !body["changes"].is_array()) {
+    std::fprintf(stderr, "outpost: the server sent a history that is not valid JSON\n");
+    return 1;
+  }
+  std::printf("%s\ncurrent: %s\n", reference_text.c_str(), jsonText(body["current"]).c_str());
+  if (body.contains("pinned")) {
+    std::printf("pinned:  %s\n", jsonText(body["pinned"]).c_str());
+  }
+  std::printf("%-24s  %-8s  %-71s  %s\n", "time (UTC)", "cause", "old digest", "new digest");
+  for (const nlohmann::json& change : body["changes"]) {
+    std::printf("%-24s  %-8s  %-71s  %s\n", jsonText(change["time"]).c_str(),
+                jsonText(change["cause"]).c_str(), jsonText(change["old_digest"]).c_str(),
+                jsonText(change["new_digest"]).c_str());
+  }
+  return 0;
+}
+
+int tagRollback(const std::string& server, const std::string& reference_text,
+                const std::string& digest) {
+  std::optional<TagReference> reference = parseTagReference(reference_text);
+  if (!reference) {
+    return 2;
+  }
+  nlohmann::json request{{"digest", digest}};
+  Expected<proxy::AdminResponse> response =
+      proxy::sendAdminRequest(server, "POST", reference->adminPath("rollback"), request.dump());
+  if (!response || response->status != 200) {
+    return reportAdminFailure(response);
+  }
+  nlohmann::json body = nlohmann::json::parse(response->body, nullptr, false);
+  bool pinned = body.is_object() && body.value("pinned", false);
+  std::printf("%s now points to %s%s\n", reference_text.c_str(), digest.c_str(),
+              pinned ? " (pinned: not revalidated until `outpost tag unpin`)" : "");
+  return 0;
+}
+
+int tagUnpin(const std::string& server, const std::string& reference_text) {
+  std::optional<TagReference> reference = parseTagReference(reference_text);
+  if (!reference) {
+    return 2;
+  }
+  Expected<proxy::AdminResponse> response =
+      proxy::sendAdminRequest(server, "DELETE", reference->adminPath("pin"), "");
+  if (!response || response->status != 200) {
+    return reportAdminFailure(response);
+  }
+  std::printf("%s is no longer pinned; the upstream's digest applies again\n",
+              reference_text.c_str());
+  return 0;
+}
+
 }  // namespace
 }  // namespace outpost
 
@@ -344,6 +457,37 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
 
+  std::string server_url = "http://127.0.0.1:5000";
+  std::string tag_reference;
+  std::string rollback_digest;
+  size_t history_limit = 20;
+  CLI::App* tag = app.add_subcommand(
+      "tag", "Show a tag's history, roll it back, or unpin it, through a running server's admin API");
+  tag->require_subcommand(1);
+  auto add_tag_options = [&](CLI::App* command) {
+    command->add_option("reference", tag_reference, "<repository>/<image>:<tag>")->required();
+    command->add_option("-s,--server", server_url, "The server's address, http://host:port")
+        ->capture_default_str();
+  };
+  CLI::App* tag_history = tag->add_subcommand(
+      "history", "Print the tag's changes, newest first: time, cause, old and new digest");
+  add_tag_options(tag_history);
+  tag_history->add_option("-n,--limit", history_limit, "Changes to print")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
+  CLI::App* tag_rollback = tag->add_subcommand(
+      "rollback",
+      "Point the tag back to a digest from its history. In a local repository this moves the "
+      "tag; in a remote one it pins the tag to that digest until `outpost tag unpin`");
+  add_tag_options(tag_rollback);
+  tag_rollback->add_option("-d,--digest", rollback_digest, "The digest, sha256:<hex>")
+      ->required();
+  CLI::App* tag_unpin = tag->add_subcommand(
+      "unpin", "Remove a remote tag's pin, so that the upstream's digest applies again");
+  add_tag_options(tag_unpin);
+  tag->footer("Exit status: 0 on success, 1 when the server failed or rejected the request, 2 on "
+              "a usage error.");
+
   CLI::App* version = app.add_subcommand("version", "Print the version and exit");
 
   bool is_known_command = false;
@@ -373,6 +517,15 @@ int main(int argc, char** argv) {
   }
   if (cache_stats->parsed()) {
     return outpost::cacheStats(config_path, top);
+  }
+  if (tag_history->parsed()) {
+    return outpost::tagHistory(server_url, tag_reference, history_limit);
+  }
+  if (tag_rollback->parsed()) {
+    return outpost::tagRollback(server_url, tag_reference, rollback_digest);
+  }
+  if (tag_unpin->parsed()) {
+    return outpost::tagUnpin(server_url, tag_reference);
   }
   if (version->parsed()) {
     std::printf("outpost %s\n", outpost::kVersion);

@@ -6,8 +6,8 @@ namespace outpost::proxy {
 namespace {
 
 constexpr std::array<std::string_view, kRouteCount> kRouteNames = {
-    "base",    "manifest",  "blob",    "blob_upload", "tags_list",
-    "catalog", "referrers", "metrics", "health",      "other"};
+    "base",    "manifest",  "blob",  "blob_upload", "tags_list", "catalog",
+    "referrers", "admin", "metrics", "health",      "other"};
 
 void appendCounter(std::string& out, std::string_view name, std::string_view help,
                    uint64_t value) {

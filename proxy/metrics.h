@@ -26,11 +26,12 @@ enum class Route : uint8_t {
   kTagsList,
   kCatalog,
   kReferrers,
+  kAdmin,
   kMetrics,
   kHealth,
   kOther
 };
-inline constexpr size_t kRouteCount = 10;
+inline constexpr size_t kRouteCount = 11;
 
 // Counters of one remote repository.
 struct RemoteCounters {

@@ -46,7 +46,8 @@ RegistryService::RegistryService(const Config& config, storage::BlobStore& store
                                    .high_watermark_percent = config.storage.high_watermark_percent,
                                    .low_watermark_percent = config.storage.low_watermark_percent}),
       router_(config),
-      uploads_(uploads) {
+      uploads_(uploads),
+      tag_admin_(config, index, clock, locals_) {
   metrics_.setDiskBudget(&disk_budget_);
   RemoteContext context{&store_,  &index_,          &fills_,          &disk_budget_,
                         &metrics_, &clock_, config_.upstream, loop_count};
@@ -175,6 +176,11 @@ void RegistryService::handle(const std::shared_ptr<Exchange>& exchange) {
   }
   if (path.starts_with("/v2/")) {
     handleRegistry(exchange, path.substr(4));
+    return;
+  }
+  if (path.starts_with("/api/v1/")) {
+    exchange->setRouteLabel(static_cast<uint8_t>(Route::kAdmin));
+    tag_admin_.handle(exchange, path.substr(8));
     return;
   }
   if (path == "/healthz") {

@@ -1,6 +1,6 @@
 // RegistryService: the request handler behind the HTTP server. It routes /v2/ requests to a
 // remote or local repository (RepositoryRouter), serves the catalog of the local repositories,
-// and answers the operational endpoints (/healthz, /metrics).
+// the admin API (/api/v1/, TagAdmin) and the operational endpoints (/healthz, /metrics).
 #pragma once
 
 #include <uv.h>
@@ -20,6 +20,7 @@
 #include "proxy/metrics.h"
 #include "proxy/remote_repository.h"
 #include "proxy/repository_router.h"
+#include "proxy/tag_admin.h"
 #include "storage/blob_store.h"
 #include "storage/index.h"
 #include "storage/upload_store.h"
@@ -82,6 +83,7 @@ class RegistryService {
   storage::UploadStore& uploads_;
   std::vector<std::unique_ptr<RemoteRepository>> remotes_;  // in the order of Config::remotes
   std::vector<std::unique_ptr<LocalRepository>> locals_;    // in the order of Config::locals
+  TagAdmin tag_admin_;
   const ServerCounters* server_counters_ = nullptr;
   // On the first loop: writes the blobs' access times to the index in batches.
   uv_timer_t access_flush_timer_{};

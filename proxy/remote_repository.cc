@@ -328,6 +328,22 @@ void RemoteRepository::serveManifestByDigest(const std::shared_ptr<Exchange>& ex
 
 void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& exchange,
                                           const std::string& name, const std::string& tag) {
+  // A pinned tag is served at its pinned digest, without revalidation.
+  // NOTE: the pinned manifest is served whatever the client's Accept names.
+  if (Expected<storage::TagRecord> pinned = context_.index->getPinnedTag(config_.name, name, tag)) {
+    Expected<Digest> digest = Digest::parse(pinned->digest);
+    Expected<storage::ManifestRecord> manifest =
+        digest ? context_.index->getManifest(*digest)
+               : Expected<storage::ManifestRecord>(digest.status());
+    if (manifest) {
+      exchange->setOutcome(CacheOutcome::kHit);
+      context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
+      respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
+      return;
+    }
+    log::storage().error("pinned manifest missing req={} remote={} name={} tag={} digest={}",
+                         exchange->requestId(), config_.name, name, tag, pinned->digest);
+  }
   AcceptList accept = AcceptList::fromHeaderLines(exchange->request().headerValues("Accept"));
   TagView view = tagViewFor(tag, accept);
   Expected<storage::TagRecord> cached = context_.index->getTag(config_.name, name, view.record_key);
@@ -475,7 +491,8 @@ void RemoteRepository::completeManifestFetch(const std::string& key, const std::
         }
         if (status.isOk() && !store_tag_as.empty()) {
           storage::Index::Batch batch;
-          // A move of the tag itself goes to its history; views of narrower clients do not.
+          // The history follows the tag as clients that accept every manifest type see it. The
+          // views of narrower clients would add entries for the same move, or for none.
           if (store_tag_as.find('@') == std::string::npos) {
             Expected<storage::TagRecord> previous = index->getTag(remote, name, store_tag_as);
             std::string previous_digest = previous ? previous->digest : std::string();

@@ -9,26 +9,12 @@
 #include "base/digest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/outpost_server.h"
+#include "tests/integration/registry_push.h"
 
 namespace outpost::integration {
 namespace {
 
-constexpr std::string_view kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
 constexpr std::string_view kOciConfigType = "application/vnd.oci.image.config.v1+json";
-constexpr std::string_view kOciLayerType = "application/vnd.oci.image.layer.v1.tar";
-
-std::string descriptor(std::string_view media_type, const std::string& bytes) {
-  return R"({"mediaType":")" + std::string(media_type) + R"(","digest":")" + sha256Of(bytes).str() +
-         R"(","size":)" + std::to_string(bytes.size()) + "}";
-}
-
-// An OCI image manifest over one config and one layer, with optional extra fields.
-std::string imageManifest(const std::string& config, const std::string& layer,
-                          std::string_view extra = "") {
-  return R"({"schemaVersion":2,"mediaType":")" + std::string(kOciManifestType) + R"(","config":)" +
-         descriptor(kOciConfigType, config) + R"(,"layers":[)" + descriptor(kOciLayerType, layer) +
-         "]" + std::string(extra) + "}";
-}
 
 bool hasErrorCode(const HttpResult& result, std::string_view code) {
   return result.body.find("\"code\":\"" + std::string(code) + "\"") != std::string::npos;
@@ -83,7 +69,7 @@ class LocalRepositoryTest : public ::testing::Test {
   // Pushes a manifest and returns the response.
   Expected<HttpResult> putManifest(const std::string& name, const std::string& reference,
                                    const std::string& body,
-                                   std::string_view content_type = kOciManifestType) {
+                                   std::string_view content_type = kOciImageManifestType) {
     return send("PUT", "/v2/" + name + "/manifests/" + reference, body,
                 {{"Content-Type", std::string(content_type)}});
   }
@@ -113,7 +99,7 @@ TEST_F(LocalRepositoryTest, MonolithicPushThenPull) {
   pushBlob("local/team/app", config);
   pushBlob("local/team/app", layer);
 
-  std::string manifest = imageManifest(config, layer);
+  std::string manifest = ociImageManifest(config, layer);
   std::string digest = sha256Of(manifest).str();
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult pushed, putManifest("local/team/app", "v1", manifest));
   ASSERT_EQ(pushed.status, 201) << pushed.body;
@@ -127,7 +113,7 @@ TEST_F(LocalRepositoryTest, MonolithicPushThenPull) {
                                  send("GET", "/v2/local/team/app/manifests/" + reference));
     ASSERT_EQ(pulled.status, 200) << pulled.body;
     EXPECT_EQ(pulled.body, manifest);
-    EXPECT_EQ(pulled.header("Content-Type"), kOciManifestType);
+    EXPECT_EQ(pulled.header("Content-Type"), kOciImageManifestType);
     EXPECT_EQ(pulled.header("Docker-Content-Digest"), digest);
     OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult head,
                                  send("HEAD", "/v2/local/team/app/manifests/" + reference));
@@ -328,7 +314,7 @@ TEST_F(LocalRepositoryTest, ManifestChecks) {
   pushBlob("local/app", config);
 
   // The layer was never pushed.
-  std::string missing_layer = imageManifest(config, layer);
+  std::string missing_layer = ociImageManifest(config, layer);
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult missing, putManifest("local/app", "v1", missing_layer));
   EXPECT_EQ(missing.status, 400);
   EXPECT_TRUE(hasErrorCode(missing, "MANIFEST_BLOB_UNKNOWN")) << missing.body;
@@ -341,14 +327,14 @@ TEST_F(LocalRepositoryTest, ManifestChecks) {
     int status;
     std::string code;
   };
-  std::string good = imageManifest(config, layer);
+  std::string good = ociImageManifest(config, layer);
   std::string wrong_size = good;
   wrong_size.replace(wrong_size.rfind(std::to_string(layer.size())),
                      std::to_string(layer.size()).size(), "999");
   const std::vector<Case> cases = {
       {"invalid JSON", "v1", "{\"schemaVersion\":", 400, "MANIFEST_INVALID"},
       {"no layers", "v1",
-       R"({"schemaVersion":2,"config":)" + descriptor(kOciConfigType, config) + "}", 400,
+       R"({"schemaVersion":2,"config":)" + ociDescriptor(kOciConfigType, config) + "}", 400,
        "MANIFEST_INVALID"},
       {"layer size differs", "v1", wrong_size, 400, "MANIFEST_INVALID"},
       {"digest mismatch", sha256Of("not this").str(), good, 400, "DIGEST_INVALID"},
@@ -357,14 +343,14 @@ TEST_F(LocalRepositoryTest, ManifestChecks) {
       {"tag with a slash-free bad character", "v1!", good, 400, "TAG_INVALID"},
       {"child manifest missing", "index",
        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)" +
-           descriptor(kOciManifestType, "child") + "]}",
+           ociDescriptor(kOciImageManifestType, "child") + "]}",
        400, "MANIFEST_BLOB_UNKNOWN"},
   };
   for (const Case& test_case : cases) {
     SCOPED_TRACE(test_case.label);
     std::string_view type = test_case.reference == "index"
                                 ? "application/vnd.oci.image.index.v1+json"
-                                : kOciManifestType;
+                                : kOciImageManifestType;
     OUTPOST_ASSERT_OK_AND_ASSIGN(
         HttpResult result, putManifest("local/app", test_case.reference, test_case.body, type));
     EXPECT_EQ(result.status, test_case.status) << result.body;
@@ -378,8 +364,8 @@ TEST_F(LocalRepositoryTest, ManifestChecks) {
   // Too large for the frozen repository's 2048-byte limit.
   pushBlob("frozen/app", config);
   pushBlob("frozen/app", layer);
-  std::string padded =
-      imageManifest(config, layer, R"(,"annotations":{"pad":")" + std::string(3000, 'x') + "\"}");
+  std::string padded = ociImageManifest(
+      config, layer, R"(,"annotations":{"pad":")" + std::string(3000, 'x') + "\"}");
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult large, putManifest("frozen/app", "v1", padded));
   EXPECT_EQ(large.status, 413) << large.body;
   EXPECT_TRUE(hasErrorCode(large, "MANIFEST_INVALID")) << large.body;
@@ -387,10 +373,10 @@ TEST_F(LocalRepositoryTest, ManifestChecks) {
   // A manifest with a subject gets OCI-Subject, even when the subject is not in the registry.
   std::string subject = sha256Of("subject manifest").str();
   std::string referrer =
-      imageManifest(config, layer,
-                    R"(,"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
-                    R"("digest":")" +
-                        subject + R"(","size":10})");
+      ociImageManifest(config, layer,
+                       R"(,"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+                       R"("digest":")" +
+                           subject + R"(","size":10})");
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult with_subject,
                                putManifest("local/app", sha256Of(referrer).str(), referrer));
   ASSERT_EQ(with_subject.status, 201) << with_subject.body;
@@ -434,7 +420,7 @@ TEST_F(LocalRepositoryTest, TagListAndCatalogPages) {
     pushBlob(name, layer);
     for (const char* tag : {"v2", "v10", "latest", "v1"}) {
       OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult pushed,
-                                   putManifest(name, tag, imageManifest(config, layer)));
+                                   putManifest(name, tag, ociImageManifest(config, layer)));
       ASSERT_EQ(pushed.status, 201) << pushed.body;
     }
   }
@@ -465,7 +451,7 @@ TEST_F(LocalRepositoryTest, TagListAndCatalogPages) {
 TEST_F(LocalRepositoryTest, DeletesAndTheirSwitches) {
   std::string config = R"({"os":"linux"})";
   std::string layer = "layer";
-  std::string manifest = imageManifest(config, layer);
+  std::string manifest = ociImageManifest(config, layer);
   std::string digest = sha256Of(manifest).str();
   for (const char* name : {"local/app", "frozen/app"}) {
     pushBlob(name, config);
@@ -518,7 +504,7 @@ TEST_F(LocalRepositoryTest, DeletesAndTheirSwitches) {
     EXPECT_EQ(refused.status, 405) << path;
     EXPECT_TRUE(hasErrorCode(refused, "UNSUPPORTED")) << refused.body;
   }
-  std::string other = imageManifest(config, layer, R"(,"annotations":{"a":"b"})");
+  std::string other = ociImageManifest(config, layer, R"(,"annotations":{"a":"b"})");
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult moved, putManifest("frozen/app", "v1", other));
   EXPECT_EQ(moved.status, 403) << moved.body;
   EXPECT_TRUE(hasErrorCode(moved, "DENIED")) << moved.body;
@@ -535,7 +521,7 @@ TEST_F(LocalRepositoryTest, PushesSurviveRestart) {
   std::string layer = randomBytes(50'000, 5);
   pushBlob("local/app", config);
   pushBlob("local/app", layer);
-  std::string manifest = imageManifest(config, layer);
+  std::string manifest = ociImageManifest(config, layer);
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult pushed, putManifest("local/app", "v1", manifest));
   ASSERT_EQ(pushed.status, 201);
 

@@ -8,6 +8,7 @@
 #include "base/digest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/outpost_server.h"
+#include "tests/integration/registry_push.h"
 
 namespace outpost::integration {
 namespace {
@@ -16,11 +17,6 @@ constexpr std::string_view kOciManifestType = "application/vnd.oci.image.manifes
 constexpr std::string_view kOciIndexType = "application/vnd.oci.image.index.v1+json";
 constexpr std::string_view kSbomType = "application/vnd.example.sbom.v1";
 constexpr std::string_view kSignatureType = "application/vnd.example.signature.v1";
-
-std::string descriptor(std::string_view media_type, const std::string& bytes) {
-  return R"({"mediaType":")" + std::string(media_type) + R"(","digest":")" + sha256Of(bytes).str() +
-         R"(","size":)" + std::to_string(bytes.size()) + "}";
-}
 
 // The contents pushed for one test: a config, a layer, an image and artifacts that refer to it.
 struct Artifacts {
@@ -32,9 +28,9 @@ struct Artifacts {
 
   Artifacts() {
     std::string layers =
-        R"(,"layers":[)" + descriptor("application/vnd.oci.image.layer.v1.tar", layer) + "]";
+        R"(,"layers":[)" + ociDescriptor("application/vnd.oci.image.layer.v1.tar", layer) + "]";
     image = R"({"schemaVersion":2,"mediaType":")" + std::string(kOciManifestType) +
-            R"(","config":)" + descriptor("application/vnd.oci.image.config.v1+json", config) +
+            R"(","config":)" + ociDescriptor("application/vnd.oci.image.config.v1+json", config) +
             layers + "}";
     sbom = artifact(kSbomType, R"({"tool":"example"})");
     signature = artifact(kSignatureType, R"({"signed":true})");
@@ -46,49 +42,19 @@ struct Artifacts {
            R"(","artifactType":")" + std::string(type) +
            R"(","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":")" +
            sha256Of(config).str() + R"(","size":)" + std::to_string(config.size()) +
-           R"(},"layers":[)" + descriptor("application/vnd.oci.image.layer.v1.tar", layer) +
-           R"(],"subject":)" + descriptor(kOciManifestType, image) +
+           R"(},"layers":[)" + ociDescriptor("application/vnd.oci.image.layer.v1.tar", layer) +
+           R"(],"subject":)" + ociDescriptor(kOciManifestType, image) +
            R"(,"annotations":{"example.note":)" + nlohmann::json(annotation_value).dump() + "}}";
   }
 };
 
-// Pushes a blob with POST then PUT, which every registry supports, following Location as given.
-void pushBlob(const std::string& base_url, const std::string& name, const std::string& bytes) {
-  HttpRequest start;
-  start.method = "POST";
-  start.url = base_url + "/v2/" + name + "/blobs/uploads/";
-  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult started, httpRequest(start));
-  ASSERT_EQ(started.status, 202) << started.body;
-  std::string location = started.header("Location").value_or("");
-  if (location.starts_with("/")) {
-    location = base_url + location;
-  }
-  HttpRequest put;
-  put.method = "PUT";
-  put.url = location + (location.find('?') == std::string::npos ? "?" : "&") +
-            "digest=" + sha256Of(bytes).str();
-  put.body = bytes;
-  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult finished, httpRequest(put));
-  ASSERT_EQ(finished.status, 201) << finished.body;
-}
-
-void pushManifest(const std::string& base_url, const std::string& name,
-                  const std::string& reference, const std::string& body) {
-  HttpRequest put;
-  put.method = "PUT";
-  put.url = base_url + "/v2/" + name + "/manifests/" + reference;
-  put.headers = {{"Content-Type", std::string(kOciManifestType)}};
-  put.body = body;
-  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult pushed, httpRequest(put));
-  ASSERT_EQ(pushed.status, 201) << pushed.body;
-}
-
 void pushAll(const std::string& base_url, const std::string& name, const Artifacts& artifacts) {
-  pushBlob(base_url, name, artifacts.config);
-  pushBlob(base_url, name, artifacts.layer);
-  pushManifest(base_url, name, "v1", artifacts.image);
-  pushManifest(base_url, name, sha256Of(artifacts.sbom).str(), artifacts.sbom);
-  pushManifest(base_url, name, sha256Of(artifacts.signature).str(), artifacts.signature);
+  OUTPOST_ASSERT_OK(pushBlob(base_url, name, artifacts.config));
+  OUTPOST_ASSERT_OK(pushBlob(base_url, name, artifacts.layer));
+  OUTPOST_ASSERT_OK(pushManifest(base_url, name, "v1", artifacts.image));
+  OUTPOST_ASSERT_OK(pushManifest(base_url, name, sha256Of(artifacts.sbom).str(), artifacts.sbom));
+  OUTPOST_ASSERT_OK(
+      pushManifest(base_url, name, sha256Of(artifacts.signature).str(), artifacts.signature));
 }
 
 // The referrers index as a map from digest to descriptor.

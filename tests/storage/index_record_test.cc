@@ -72,6 +72,39 @@ TEST(IndexRecordTest, TagRecordRoundTrip) {
   }
 }
 
+TEST(IndexRecordTest, ContentRecordRoundTrip) {
+  std::string encoded = encodeContentRecord({.added_ms = 0x0102});
+  EXPECT_EQ(encoded, "\x01\x02\x01\x00\x00\x00\x00\x00\x00"s);
+  Expected<ContentRecord> decoded = decodeContentRecord(encoded);
+  ASSERT_TRUE(decoded) << decoded.status().toString();
+  EXPECT_EQ(decoded->added_ms, 0x0102);
+
+  for (const std::string& damaged :
+       {""s, "\x02\x00\x00\x00\x00\x00\x00\x00\x00"s, "\x01\x00"s, encoded + "x"}) {
+    EXPECT_EQ(decodeContentRecord(damaged).status().code(), StatusCode::kCorruption)
+        << testing::PrintToString(damaged);
+  }
+}
+
+TEST(IndexRecordTest, TagChangeRecordRoundTrip) {
+  const std::vector<TagChangeRecord> records = {
+      {},
+      {.time_ms = 1'700'000'000'000,
+       .old_digest = "sha256:" + std::string(64, 'a'),
+       .new_digest = "",
+       .cause = "delete"},
+  };
+  for (const TagChangeRecord& record : records) {
+    std::string encoded = encodeTagChangeRecord(record);
+    Expected<TagChangeRecord> decoded = decodeTagChangeRecord(encoded);
+    ASSERT_TRUE(decoded) << decoded.status().toString();
+    EXPECT_EQ(*decoded, record);
+    EXPECT_EQ(decodeTagChangeRecord(encoded.substr(0, encoded.size() - 1)).status().code(),
+              StatusCode::kCorruption);
+    EXPECT_EQ(decodeTagChangeRecord(encoded + "x").status().code(), StatusCode::kCorruption);
+  }
+}
+
 TEST(IndexRecordTest, DecodeRejectsDamagedValues) {
   const std::string blob = encodeBlobRecord({.size = 5, .created_ms = 6, .last_access_ms = 7});
   const std::string manifest =

@@ -727,6 +727,81 @@ TEST_F(IndexTest, ForEachLocalManifestOfOneImage) {
   EXPECT_EQ(seen, expected);
 }
 
+TEST_F(IndexTest, TagChangesNewestFirst) {
+  for (int64_t time_ms : {5, 7, 7}) {
+    Index::Batch batch;
+    batch.putTagChange("builds", "app", "v1",
+                       {.time_ms = time_ms,
+                        .old_digest = "",
+                        .new_digest = kLayer.str(),
+                        .cause = "push" + std::to_string(time_ms)});
+    ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+  }
+  Index::Batch other;
+  other.putTagChange("builds", "app", "v10", {.time_ms = 9, .cause = "other tag"});
+  other.putTagChange("builds", "app2", "v1", {.time_ms = 9, .cause = "other image"});
+  ASSERT_TRUE(index_->write(std::move(other), Index::WriteMode::kSynced).isOk());
+  reopen();
+
+  Expected<std::vector<TagChangeRecord>> changes =
+      index_->listTagChanges("builds", "app", "v1", 10);
+  ASSERT_TRUE(changes) << changes.status().toString();
+  ASSERT_EQ(changes->size(), 3u);
+  EXPECT_EQ((*changes)[0].time_ms, 7);
+  EXPECT_EQ((*changes)[1].time_ms, 7);
+  EXPECT_EQ((*changes)[2].time_ms, 5);
+  EXPECT_EQ((*changes)[2].cause, "push5");
+  EXPECT_EQ((*changes)[2].new_digest, kLayer.str());
+
+  Expected<std::vector<TagChangeRecord>> newest = index_->listTagChanges("builds", "app", "v1", 1);
+  ASSERT_TRUE(newest);
+  EXPECT_EQ(newest->size(), 1u);
+}
+
+TEST_F(IndexTest, PinnedTagRoundTrip) {
+  EXPECT_EQ(index_->getPinnedTag("hub", "library/alpine", "latest").status().code(),
+            StatusCode::kNotFound);
+  Index::Batch pin;
+  pin.putPinnedTag("hub", "library/alpine", "latest", {.digest = kAlpineManifest.str()});
+  ASSERT_TRUE(index_->write(std::move(pin), Index::WriteMode::kSynced).isOk());
+  Expected<TagRecord> pinned = index_->getPinnedTag("hub", "library/alpine", "latest");
+  ASSERT_TRUE(pinned) << pinned.status().toString();
+  EXPECT_EQ(pinned->digest, kAlpineManifest.str());
+
+  Index::Batch invalid;
+  invalid.putPinnedTag("hub", "library/alpine", "latest", {.digest = "not a digest"});
+  EXPECT_EQ(index_->write(std::move(invalid), Index::WriteMode::kSynced).code(),
+            StatusCode::kInvalidArgument);
+
+  Index::Batch unpin;
+  unpin.deletePinnedTag("hub", "library/alpine", "latest");
+  ASSERT_TRUE(index_->write(std::move(unpin), Index::WriteMode::kSynced).isOk());
+  EXPECT_FALSE(index_->getPinnedTag("hub", "library/alpine", "latest"));
+}
+
+TEST_F(IndexTest, ReferrersScopedBySubject) {
+  const Digest subject = sha256Of("subject");
+  Index::Batch batch;
+  batch.putReferrer("builds", "app", subject, kLayer);
+  batch.putReferrer("builds", "app", subject, kAlpineManifest);
+  batch.putReferrer("builds", "app", kLayer, kAlpineManifest);
+  batch.putReferrer("builds", "app2", subject, kLayer);
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  Expected<std::vector<Digest>> referrers = index_->listReferrers("builds", "app", subject);
+  ASSERT_TRUE(referrers) << referrers.status().toString();
+  std::vector<Digest> expected = {kLayer, kAlpineManifest};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(*referrers, expected);
+
+  Index::Batch removal;
+  removal.deleteReferrer("builds", "app", subject, kLayer);
+  ASSERT_TRUE(index_->write(std::move(removal), Index::WriteMode::kSynced).isOk());
+  Expected<std::vector<Digest>> remaining = index_->listReferrers("builds", "app", subject);
+  ASSERT_TRUE(remaining);
+  EXPECT_EQ(*remaining, std::vector<Digest>{kAlpineManifest});
+}
+
 TEST_F(IndexTest, HeldBlobsSurviveReopen) {
   EXPECT_FALSE(index_->isBlobHeld(kLayer));
   Index::Batch batch;
