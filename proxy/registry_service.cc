@@ -391,8 +391,8 @@ bool RegistryService::mountSourceContains(std::string_view from, const Digest& d
   if (routed->kind == RepositoryKind::kLocal) {
     return locals_[routed->index]->containsBlob(routed->name, digest);
   }
-  // A remote's cached blobs are shared by all its images.
-  return index_.hasLink(remotes_[routed->index]->name(), digest) && store_.contains(digest);
+  // A remote serves every stored blob by its digest, whichever image brought it.
+  return store_.contains(digest);
 }
 
 std::optional<RegistryService::Resolved> RegistryService::resolve(Exchange& exchange,

@@ -308,6 +308,45 @@ TEST_F(LocalRepositoryTest, MountsFromAnotherImage) {
   EXPECT_TRUE(hasErrorCode(bad_digest, "DIGEST_INVALID")) << bad_digest.body;
 }
 
+TEST_F(LocalRepositoryTest, MountsFromRemoteCache) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto upstream, DistributionRegistry::start());
+  std::string bytes = randomBytes(20'000, 6);
+  std::string digest = sha256Of(bytes).str();
+  OUTPOST_ASSERT_OK(integration::pushBlob(upstream->url(), "team/base", bytes));
+  outpost_->stop();
+  OutpostOptions options = optionsForUpstream(upstream->url(), upstream->hostPort());
+  options.locals_yaml = defaultOptions().locals_yaml;
+  startServer(options);
+
+  // Not cached yet: the mount starts an upload instead.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      HttpResult uncached,
+      send("POST", "/v2/local/app/blobs/uploads/?mount=" + digest + "&from=upstream/team/base"));
+  EXPECT_EQ(uncached.status, 202) << uncached.body;
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult pulled,
+                               send("GET", "/v2/upstream/team/base/blobs/" + digest));
+  ASSERT_EQ(pulled.status, 200) << pulled.body;
+  // The fill commits right after the last byte is sent, so the mount may have to wait for it.
+  int mount_status = 0;
+  for (int attempt = 0; attempt < 50 && mount_status != 201; ++attempt) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(
+        HttpResult mounted,
+        send("POST", "/v2/local/app/blobs/uploads/?mount=" + digest + "&from=upstream/team/base"));
+    mount_status = mounted.status;
+    if (mount_status != 201) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ASSERT_EQ(mount_status, 201);
+
+  // The mounted blob stays readable in the local image with the upstream gone.
+  upstream.reset();
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult local, send("GET", "/v2/local/app/blobs/" + digest));
+  ASSERT_EQ(local.status, 200) << local.body;
+  EXPECT_TRUE(local.body == bytes);
+}
+
 TEST_F(LocalRepositoryTest, ManifestChecks) {
   std::string config = R"({"os":"linux"})";
   std::string layer = "layer bytes";
