@@ -121,6 +121,73 @@ std::string findAuthorityProblem(std::string_view authority) {
   return {};
 }
 
+enum class KeyKind { kNone, kRemote, kLocal, kVirtual };
+
+KeyKind findRepositoryKind(const Config& config, std::string_view key) {
+  const auto has_key = [key](const auto& repository) { return repository.name == key; };
+  if (std::any_of(config.remotes.begin(), config.remotes.end(), has_key)) {
+    return KeyKind::kRemote;
+  }
+  if (std::any_of(config.locals.begin(), config.locals.end(), has_key)) {
+    return KeyKind::kLocal;
+  }
+  if (std::any_of(config.virtuals.begin(), config.virtuals.end(), has_key)) {
+    return KeyKind::kVirtual;
+  }
+  return KeyKind::kNone;
+}
+
+const VirtualConfig* findVirtual(const Config& config, std::string_view key) {
+  for (const VirtualConfig& virtual_repository : config.virtuals) {
+    if (virtual_repository.name == key) {
+      return &virtual_repository;
+    }
+  }
+  return nullptr;
+}
+
+// Every repository key, comma-separated, in the order remotes, locals, virtuals.
+std::string listRepositoryNames(const Config& config) {
+  std::string listed;
+  const auto append = [&listed](const auto& repositories) {
+    for (const auto& repository : repositories) {
+      listed += listed.empty() ? "" : ", ";
+      listed += repository.name;
+    }
+  };
+  append(config.remotes);
+  append(config.locals);
+  append(config.virtuals);
+  return listed;
+}
+
+std::string listLocalNames(const Config& config) {
+  std::string listed;
+  for (const LocalConfig& local : config.locals) {
+    listed += listed.empty() ? "" : ", ";
+    listed += local.name;
+  }
+  return listed.empty() ? "none" : listed;
+}
+
+// Appends the remote and local keys that `members` reach to `*flattened`, expanding each
+// virtual member in place the first time it appears.
+void appendFlattened(const Config& config, const std::vector<std::string>& members,
+                     std::set<std::string, std::less<>>* expanded,
+                     std::vector<std::string>* flattened) {
+  for (const std::string& member : members) {
+    if (const VirtualConfig* nested = findVirtual(config, member)) {
+      if (expanded->insert(member).second) {
+        appendFlattened(config, nested->members, expanded, flattened);
+      }
+      continue;
+    }
+    if (std::find(flattened->begin(), flattened->end(), member) == flattened->end()) {
+      flattened->push_back(member);
+    }
+  }
+}
+
 // Reads values out of a parsed YAML tree into Config, one section at a time. Each method
 // returns the first problem it finds, as a Status naming the key path.
 class ConfigReader {
@@ -132,9 +199,9 @@ class ConfigReader {
     if (!root.IsNull() && !root.IsMap()) {
       return invalidArgument("the configuration must be a YAML mapping of keys to values");
     }
-    OUTPOST_RETURN_IF_ERROR(checkKeys(
-        root, "",
-        {"server", "upstream", "storage", "log", "remotes", "locals", "default_repository"}));
+    OUTPOST_RETURN_IF_ERROR(checkKeys(root, "",
+                                      {"server", "upstream", "storage", "log", "remotes", "locals",
+                                       "virtuals", "default_repository"}));
     OUTPOST_RETURN_IF_ERROR(readServer(root["server"], &config.server));
     OUTPOST_RETURN_IF_ERROR(readUpstream(root["upstream"], &config.upstream));
     OUTPOST_RETURN_IF_ERROR(readStorage(root["storage"], &config.storage));
@@ -144,6 +211,7 @@ class ConfigReader {
     if (config.remotes.empty() && config.locals.empty()) {
       return invalidAt("remotes", "at least one remote or local repository is required");
     }
+    OUTPOST_RETURN_IF_ERROR(readVirtuals(root["virtuals"], &config));
     OUTPOST_RETURN_IF_ERROR(readString(root, "", "default_repository", &config.default_repository));
     OUTPOST_RETURN_IF_ERROR(resolveDefaultRepository(&config));
     return config;
@@ -452,6 +520,171 @@ class ConfigReader {
     return Status::ok();
   }
 
+  static Status readVirtuals(const YAML::Node& node, Config* config) {
+    if (!node.IsDefined() || node.IsNull()) {
+      return Status::ok();
+    }
+    if (!node.IsSequence()) {
+      return invalidAt("virtuals", "must be a list of virtual repositories");
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string path = indexPath("virtuals", i);
+      const YAML::Node entry = node[i];
+      if (!entry.IsMap()) {
+        return invalidAt(path, "must be a mapping of keys to values");
+      }
+      OUTPOST_RETURN_IF_ERROR(checkKeys(entry, path, {"name", "members", "deployment"}));
+      VirtualConfig virtual_repository;
+      OUTPOST_RETURN_IF_ERROR(readRepositoryKey(entry, path, &virtual_repository.name));
+      OUTPOST_RETURN_IF_ERROR(
+          checkKeyIsNew(virtual_repository.name, childPath(path, "name"), *config));
+      OUTPOST_RETURN_IF_ERROR(
+          readMembers(entry["members"], childPath(path, "members"), &virtual_repository.members));
+      OUTPOST_RETURN_IF_ERROR(
+          readString(entry, path, "deployment", &virtual_repository.deployment));
+      config->virtuals.push_back(std::move(virtual_repository));
+    }
+
+    // Members may name virtual repositories listed later, so they are checked once all are read.
+    for (std::size_t i = 0; i < config->virtuals.size(); ++i) {
+      OUTPOST_RETURN_IF_ERROR(checkMembersExist(*config, i));
+    }
+    for (std::size_t i = 0; i < config->virtuals.size(); ++i) {
+      OUTPOST_RETURN_IF_ERROR(checkNoCycle(*config, i));
+    }
+    for (std::size_t i = 0; i < config->virtuals.size(); ++i) {
+      OUTPOST_RETURN_IF_ERROR(checkDeployment(*config, i));
+    }
+    return Status::ok();
+  }
+
+  static Status checkKeyIsNew(const std::string& name, const std::string& name_path,
+                              const Config& config) {
+    const auto has_name = [&name](const auto& repository) { return repository.name == name; };
+    if (std::any_of(config.remotes.begin(), config.remotes.end(), has_name)) {
+      return invalidAt(name_path, inQuotes(name) + " is already the name of a remote");
+    }
+    if (std::any_of(config.locals.begin(), config.locals.end(), has_name)) {
+      return invalidAt(name_path, inQuotes(name) + " is already the name of a local repository");
+    }
+    if (std::any_of(config.virtuals.begin(), config.virtuals.end(), has_name)) {
+      return invalidAt(name_path,
+                       inQuotes(name) + " is already the name of another virtual repository");
+    }
+    return Status::ok();
+  }
+
+  static Status readMembers(const YAML::Node& node, const std::string& path,
+                            std::vector<std::string>* members) {
+    if (!node.IsDefined() || node.IsNull()) {
+      return invalidAt(path,
+                       "is required; list the keys of the repositories to read from, in order");
+    }
+    if (!node.IsSequence()) {
+      return invalidAt(path, "must be a list of repository keys");
+    }
+    if (node.size() == 0) {
+      return invalidAt(path, "must list at least one repository");
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string member_path = indexPath(path, i);
+      if (!node[i].IsScalar()) {
+        return invalidAt(member_path, "must be a repository key");
+      }
+      const std::string& member = node[i].Scalar();
+      if (std::find(members->begin(), members->end(), member) != members->end()) {
+        return invalidAt(member_path, inQuotes(member) + " is listed twice");
+      }
+      members->push_back(member);
+    }
+    return Status::ok();
+  }
+
+  static Status checkMembersExist(const Config& config, std::size_t index) {
+    const VirtualConfig& virtual_repository = config.virtuals[index];
+    const std::string path = childPath(indexPath("virtuals", index), "members");
+    for (std::size_t i = 0; i < virtual_repository.members.size(); ++i) {
+      const std::string& member = virtual_repository.members[i];
+      if (findRepositoryKind(config, member) == KeyKind::kNone) {
+        return invalidAt(indexPath(path, i), inQuotes(member) +
+                                                 " names no repository; the repositories are " +
+                                                 listRepositoryNames(config));
+      }
+    }
+    return Status::ok();
+  }
+
+  // Rejects a virtual repository that reaches itself through its virtual members.
+  static Status checkNoCycle(const Config& config, std::size_t index) {
+    const std::string& start = config.virtuals[index].name;
+    std::vector<std::string> cycle = {start};
+    std::set<std::string, std::less<>> visited;
+    if (!findPathBack(config, start, start, &visited, &cycle)) {
+      return Status::ok();
+    }
+    std::string listed;
+    for (const std::string& key : cycle) {
+      listed += listed.empty() ? "" : " -> ";
+      listed += inQuotes(key);
+    }
+    return invalidAt(childPath(indexPath("virtuals", index), "members"),
+                     listed +
+                         " is a cycle; a virtual repository must not include itself, directly or "
+                         "through another virtual repository");
+  }
+
+  // Depth-first search from virtual `current` for a virtual member named `target`. On success
+  // `*path` ends with the keys that lead there, `target` last.
+  static bool findPathBack(const Config& config, std::string_view current, std::string_view target,
+                           std::set<std::string, std::less<>>* visited,
+                           std::vector<std::string>* path) {
+    const VirtualConfig* virtual_repository = findVirtual(config, current);
+    for (const std::string& member : virtual_repository->members) {
+      if (findVirtual(config, member) == nullptr) {
+        continue;
+      }
+      path->push_back(member);
+      if (member == target) {
+        return true;
+      }
+      if (visited->insert(member).second && findPathBack(config, member, target, visited, path)) {
+        return true;
+      }
+      path->pop_back();
+    }
+    return false;
+  }
+
+  static Status checkDeployment(const Config& config, std::size_t index) {
+    const VirtualConfig& virtual_repository = config.virtuals[index];
+    const std::string& deployment = virtual_repository.deployment;
+    if (deployment.empty()) {
+      return Status::ok();
+    }
+    const std::string path = childPath(indexPath("virtuals", index), "deployment");
+    switch (findRepositoryKind(config, deployment)) {
+      case KeyKind::kNone:
+        return invalidAt(path, inQuotes(deployment) +
+                                   " names no repository; the local repositories are " +
+                                   listLocalNames(config));
+      case KeyKind::kRemote:
+      case KeyKind::kVirtual:
+        return invalidAt(path, inQuotes(deployment) +
+                                   " is not a local repository; only a local repository takes "
+                                   "pushes");
+      case KeyKind::kLocal:
+        break;
+    }
+    const std::vector<std::string> members = flattenMembers(config, virtual_repository);
+    if (std::find(members.begin(), members.end(), deployment) == members.end()) {
+      return invalidAt(path, inQuotes(deployment) + " is not a member of " +
+                                 inQuotes(virtual_repository.name) +
+                                 "; add it to members, so that pushed images can be pulled back "
+                                 "through the virtual repository");
+    }
+    return Status::ok();
+  }
+
   Status readRemote(const YAML::Node& node, const std::string& path, RemoteConfig* remote) const {
     if (!node.IsMap()) {
       return invalidAt(path, "must be a mapping of keys to values");
@@ -635,24 +868,12 @@ class ConfigReader {
           config->remotes.empty() ? config->locals.front().name : config->remotes.front().name;
       return Status::ok();
     }
-    std::vector<std::string_view> names;
-    for (const RemoteConfig& remote : config->remotes) {
-      names.push_back(remote.name);
-    }
-    for (const LocalConfig& local : config->locals) {
-      names.push_back(local.name);
-    }
-    if (std::find(names.begin(), names.end(), config->default_repository) != names.end()) {
+    if (findRepositoryKind(*config, config->default_repository) != KeyKind::kNone) {
       return Status::ok();
-    }
-    std::string listed;
-    for (std::string_view name : names) {
-      listed += listed.empty() ? "" : ", ";
-      listed += name;
     }
     return invalidAt("default_repository", inQuotes(config->default_repository) +
                                                " names no repository; the repositories are " +
-                                               listed);
+                                               listRepositoryNames(*config));
   }
 
   std::filesystem::path base_dir_;
@@ -678,6 +899,14 @@ Expected<std::string> readWholeFile(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+std::vector<std::string> flattenMembers(const Config& config,
+                                        const VirtualConfig& virtual_repository) {
+  std::set<std::string, std::less<>> expanded = {virtual_repository.name};
+  std::vector<std::string> flattened;
+  appendFlattened(config, virtual_repository.members, &expanded, &flattened);
+  return flattened;
+}
 
 Expected<int64_t> parseDurationMs(std::string_view text) {
   const std::size_t unit_start = text.find_first_not_of("0123456789");

@@ -58,6 +58,20 @@ struct LocalConfig {
   uint64_t max_manifest_bytes = 4 * 1024 * 1024;
 };
 
+// One repository key over an ordered list of other repositories. The first member that has
+// the reference serves a read, and a push goes to the deployment repository.
+struct VirtualConfig {
+  // Repository key: the first path component that selects this repository (/v2/<name>/…).
+  std::string name;
+  // Keys of remote, local and other virtual repositories, in the order they are asked. Never
+  // empty, every key names a repository, and no virtual reaches itself through them.
+  std::vector<std::string> members;
+  // Key of the local repository that takes pushes made through this repository, or empty
+  // when it takes none. When set, it is among the members, directly or through a nested
+  // virtual repository.
+  std::string deployment;
+};
+
 struct ServerConfig {
   std::string listen_host = "127.0.0.1";
   // 0 lets the kernel pick a free port.
@@ -125,9 +139,11 @@ struct Config {
   LogConfig log;
   std::vector<RemoteConfig> remotes;
   std::vector<LocalConfig> locals;
+  std::vector<VirtualConfig> virtuals;
   // Name of the repository that serves requests whose path names no repository key, which is
-  // what a Docker daemon configured with registry-mirrors sends. Defaults to the first remote,
-  // or to the first local repository when there is no remote.
+  // what a Docker daemon configured with registry-mirrors sends. Any kind of repository may
+  // serve them. Defaults to the first remote, or to the first local repository when there is
+  // no remote.
   std::string default_repository;
 };
 
@@ -140,6 +156,14 @@ Expected<Config> loadConfig(const std::filesystem::path& path);
 // kInvalidArgument naming the key. Never throws, because any exception inside, such as a yaml-cpp
 // parse error, becomes a Status.
 Expected<Config> parseConfig(std::string_view yaml_text, const std::filesystem::path& base_dir);
+
+// Returns the keys of the remote and local repositories that `virtual_repository` reads from,
+// in the order they are asked. Each virtual member is replaced by its own members, depth
+// first, and a key that comes again is kept at its first position only. `config` must contain
+// every member key, as a loaded configuration does. A virtual repository that reaches itself
+// is expanded once.
+std::vector<std::string> flattenMembers(const Config& config,
+                                        const VirtualConfig& virtual_repository);
 
 // Parses a duration with a unit ("500ms", "30s", "5m", "1h") into milliseconds. Fails with
 // kInvalidArgument for a missing or unknown unit, a sign, a fraction, or a value above about

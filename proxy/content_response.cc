@@ -118,8 +118,9 @@ void respondListPage(Exchange& exchange, std::string_view path, nlohmann::json b
   exchange.respond(std::move(head), body.dump());
 }
 
-void respondReferrers(Exchange& exchange, const storage::Index& index,
-                      const std::vector<Digest>& referrers, std::string_view artifact_type) {
+nlohmann::json referrerDescriptors(const Exchange& exchange, const storage::Index& index,
+                                   const std::vector<Digest>& referrers,
+                                   std::string_view artifact_type) {
   nlohmann::json manifests = nlohmann::json::array();
   for (const Digest& referrer : referrers) {
     Expected<storage::ManifestRecord> record = index.getManifest(referrer);
@@ -158,9 +159,14 @@ void respondReferrers(Exchange& exchange, const storage::Index& index,
     }
     manifests.push_back(std::move(descriptor));
   }
+  return manifests;
+}
+
+void respondReferrerIndex(Exchange& exchange, nlohmann::json descriptors,
+                          std::string_view artifact_type) {
   nlohmann::json body{{"schemaVersion", 2},
                       {"mediaType", std::string(kOciImageIndex)},
-                      {"manifests", std::move(manifests)}};
+                      {"manifests", std::move(descriptors)}};
   ResponseHead head(200);
   head.add("Content-Type", kOciImageIndex);
   head.add(kApiVersionHeader, kApiVersion);
@@ -168,6 +174,12 @@ void respondReferrers(Exchange& exchange, const storage::Index& index,
     head.add("OCI-Filters-Applied", "artifactType");
   }
   exchange.respond(std::move(head), body.dump());
+}
+
+void respondReferrers(Exchange& exchange, const storage::Index& index,
+                      const std::vector<Digest>& referrers, std::string_view artifact_type) {
+  respondReferrerIndex(exchange, referrerDescriptors(exchange, index, referrers, artifact_type),
+                       artifact_type);
 }
 
 }  // namespace outpost::proxy

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -17,6 +18,13 @@
 #include "storage/index.h"
 
 namespace outpost::proxy {
+
+// Receives the failure of a read in place of its error response, so that a virtual repository
+// can ask its next member. kNotFound means that the repository does not have the reference. Any
+// other code is a failure that the repository would have sent, such as an upstream that cannot
+// be reached. It runs on the exchange's loop thread, at most once and only while the exchange
+// is open, possibly before the call that was given it returns.
+using MissHandler = std::function<void(const Status& failure)>;
 
 // Sends a manifest with its media type and digest (200, or the head alone for HEAD).
 void respondManifest(Exchange& exchange, const Digest& digest, std::string_view media_type,
@@ -55,10 +63,19 @@ void respondListPage(Exchange& exchange, std::string_view path, nlohmann::json b
                      const char* field, const std::vector<std::string>& sorted_items,
                      const PageRequest& page);
 
-// Sends the referrers of a subject as an OCI image index (200, also when there are none): one
-// descriptor per manifest of `referrers` found in `index`, with its artifact type and
-// annotations. A non-empty `artifact_type` keeps only the referrers of that type and adds
-// OCI-Filters-Applied.
+// Returns the descriptors of the referrers of a subject: one per manifest of `referrers` found
+// in `index`, with its artifact type and annotations. A non-empty `artifact_type` keeps only
+// the referrers of that type.
+nlohmann::json referrerDescriptors(const Exchange& exchange, const storage::Index& index,
+                                   const std::vector<Digest>& referrers,
+                                   std::string_view artifact_type);
+
+// Sends `descriptors` (from referrerDescriptors) as an OCI image index (200, also when there are
+// none). A non-empty `artifact_type` adds OCI-Filters-Applied.
+void respondReferrerIndex(Exchange& exchange, nlohmann::json descriptors,
+                          std::string_view artifact_type);
+
+// Sends the referrers of a subject: respondReferrerIndex over referrerDescriptors.
 void respondReferrers(Exchange& exchange, const storage::Index& index,
                       const std::vector<Digest>& referrers, std::string_view artifact_type);
 

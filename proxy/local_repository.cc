@@ -77,14 +77,15 @@ Expected<std::vector<std::string>> LocalRepository::listImages(std::string_view 
 // ----- Manifests --------------------------------------------------------------------------
 
 void LocalRepository::handleManifest(const std::shared_ptr<Exchange>& exchange,
-                                     const ImageName& image, std::string reference) {
+                                     const ImageName& image, std::string reference,
+                                     ServedBlobCheck served_blob) {
   switch (exchange->request().method()) {
     case HttpMethod::kGet:
     case HttpMethod::kHead:
       serveManifest(exchange, image, reference);
       return;
     case HttpMethod::kPut:
-      putManifest(exchange, image, std::move(reference));
+      putManifest(exchange, image, std::move(reference), std::move(served_blob));
       return;
     case HttpMethod::kDelete:
       deleteManifest(exchange, image, reference);
@@ -100,7 +101,8 @@ void LocalRepository::handleManifest(const std::shared_ptr<Exchange>& exchange,
 }
 
 void LocalRepository::serveManifest(const std::shared_ptr<Exchange>& exchange,
-                                    const ImageName& image, const std::string& reference) {
+                                    const ImageName& image, const std::string& reference,
+                                    const MissHandler& on_miss) {
   Expected<ReferenceKind> kind = classifyReference(reference);
   if (!kind) {
     respondReferenceError(*exchange, reference, kind.status());
@@ -122,9 +124,16 @@ void LocalRepository::serveManifest(const std::shared_ptr<Exchange>& exchange,
       digest = std::move(*parsed);
     }
   }
+  auto unknown = [&] {
+    std::string message = "manifest " + reference + " of " + image.path_name + " is unknown";
+    if (on_miss) {
+      on_miss(notFound(std::move(message)));
+      return;
+    }
+    respondRegistryError(*exchange, 404, error_code::kManifestUnknown, message);
+  };
   if (!digest) {
-    respondRegistryError(*exchange, 404, error_code::kManifestUnknown,
-                         "manifest " + reference + " of " + image.path_name + " is unknown");
+    unknown();
     return;
   }
   Expected<storage::ManifestRecord> manifest = index.getManifest(*digest);
@@ -134,15 +143,14 @@ void LocalRepository::serveManifest(const std::shared_ptr<Exchange>& exchange,
         "error=\"{}\"",
         exchange->requestId(), config_.name, image.name, digest->str(),
         manifest.status().toString());
-    respondRegistryError(*exchange, 404, error_code::kManifestUnknown,
-                         "manifest " + reference + " of " + image.path_name + " is unknown");
+    unknown();
     return;
   }
   respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
 }
 
 void LocalRepository::putManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
-                                  std::string reference) {
+                                  std::string reference, ServedBlobCheck served_blob) {
   if (Expected<ReferenceKind> kind = classifyReference(reference); !kind) {
     respondReferenceError(*exchange, reference, kind.status());
     return;
@@ -178,16 +186,17 @@ void LocalRepository::putManifest(const std::shared_ptr<Exchange>& exchange, con
         body->append(chunk);
         return true;
       },
-      [this, weak, image, reference = std::move(reference), body]() mutable {
+      [this, weak, image, reference = std::move(reference), body,
+       served_blob = std::move(served_blob)]() mutable {
         if (auto target = weak.lock()) {
-          storeManifest(target, image, reference, std::move(*body));
+          storeManifest(target, image, reference, std::move(*body), std::move(served_blob));
         }
       });
 }
 
 void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
                                     const ImageName& image, const std::string& reference,
-                                    std::string body) {
+                                    std::string body, ServedBlobCheck served_blob) {
   Expected<ManifestReferences> references =
       checkPushedManifest(exchange->request().header("Content-Type"), body);
   if (!references) {
@@ -218,20 +227,25 @@ void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
   auto shared_body = std::make_shared<std::string>(std::move(body));
   runBlocking(
       exchange->loop().uv(),
-      [this, outcome, image, tag, digest, shared_references, shared_body] {
+      [this, outcome, image, tag, digest, shared_references, shared_body, served_blob] {
         storage::Index& index = *context_.index;
         const ManifestReferences& refs = *shared_references;
         std::lock_guard lock(manifest_write_mutex_);
 
+        // Blobs that the image gets with this manifest, because a virtual repository serves them.
+        std::vector<Digest> linked_blobs;
         for (const BlobReference& blob : refs.blobs) {
           if (blob.is_external) {
             continue;
           }
           if (!index.getLocalBlob(config_.name, image.name, blob.digest)) {
-            outcome->fail(400, error_code::kManifestBlobUnknown,
-                          "blob " + blob.digest.str() + " is not in " + image.path_name +
-                              "; push it before the manifest");
-            return;
+            if (!served_blob || !served_blob(blob.digest)) {
+              outcome->fail(400, error_code::kManifestBlobUnknown,
+                            "blob " + blob.digest.str() + " is not in " + image.path_name +
+                                "; push it before the manifest");
+              return;
+            }
+            linked_blobs.push_back(blob.digest);
           }
           Expected<storage::BlobRecord> record = index.getBlob(blob.digest);
           if (record && record->size != blob.size) {
@@ -242,6 +256,8 @@ void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
             return;
           }
         }
+        // NOTE: Child manifests are not linked from a virtual repository's members as blobs
+        // are, so an index pushed through one needs its children pushed first, as skopeo does.
         for (const Digest& child : refs.manifests) {
           if (!index.getLocalManifest(config_.name, image.name, child)) {
             outcome->fail(400, error_code::kManifestBlobUnknown,
@@ -264,6 +280,17 @@ void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
             return;
           }
         }
+        if (Status held = holdServedBlobs(linked_blobs); !held.isOk()) {
+          if (held.code() == StatusCode::kNotFound) {
+            outcome->fail(400, error_code::kManifestBlobUnknown,
+                          std::string(held.message()) + "; push it before the manifest");
+          } else {
+            log::storage().error("blob not held repo={} name={} error=\"{}\"", config_.name,
+                                 image.name, held.toString());
+            failStorage(*outcome, "holding a blob", held);
+          }
+          return;
+        }
 
         int64_t now_ms = context_.clock->nowMs();
         storage::Index::Batch batch;
@@ -278,6 +305,9 @@ void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
             digest, storage::ManifestRecord{
                         .media_type = refs.media_type, .body = *shared_body, .created_ms = now_ms});
         batch.putLocalManifest(config_.name, image.name, digest, {.added_ms = now_ms});
+        for (const Digest& linked : linked_blobs) {
+          batch.putLocalBlob(config_.name, image.name, linked, {.added_ms = now_ms});
+        }
         if (refs.subject) {
           batch.putReferrer(config_.name, image.name, *refs.subject, digest);
         }
@@ -310,6 +340,17 @@ void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
         }
         respondEmpty(*exchange, 201, std::move(head));
       });
+}
+
+Status LocalRepository::holdServedBlobs(const std::vector<Digest>& blobs) const {
+  for (const Digest& blob : blobs) {
+    // Held first: once held, the blob's file is never evicted, so the check after it holds.
+    OUTPOST_RETURN_IF_ERROR(context_.disk_budget->hold(blob));
+    if (!context_.store->contains(blob)) {
+      return notFound("blob " + blob.str() + " is no longer stored");
+    }
+  }
+  return Status::ok();
 }
 
 void LocalRepository::deleteManifest(const std::shared_ptr<Exchange>& exchange,
@@ -432,11 +473,6 @@ void LocalRepository::handleBlob(const std::shared_ptr<Exchange>& exchange, cons
         "invalid digest " + std::string(reference) + ": " + std::string(digest.status().message()));
     return;
   }
-  auto unknown = [&] {
-    respondRegistryError(*exchange, 404, error_code::kBlobUnknown,
-                         "blob " + digest->str() + " is not in " + image.path_name);
-  };
-
   if (method == HttpMethod::kDelete) {
     if (!checkDeleteAllowed(*exchange)) {
       return;
@@ -470,20 +506,33 @@ void LocalRepository::handleBlob(const std::shared_ptr<Exchange>& exchange, cons
     return;
   }
 
-  if (!containsBlob(image.name, *digest)) {
+  serveBlob(exchange, image, *digest);
+}
+
+void LocalRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
+                                const Digest& digest, const MissHandler& on_miss) {
+  auto unknown = [&] {
+    std::string message = "blob " + digest.str() + " is not in " + image.path_name;
+    if (on_miss) {
+      on_miss(notFound(std::move(message)));
+      return;
+    }
+    respondRegistryError(*exchange, 404, error_code::kBlobUnknown, message);
+  };
+  if (!containsBlob(image.name, digest)) {
     unknown();
     return;
   }
-  Expected<storage::BlobFile> file = context_.store->openBlob(*digest);
+  Expected<storage::BlobFile> file = context_.store->openBlob(digest);
   if (!file) {
     log::storage().error(
         "local blob file unreadable req={} repo={} name={} digest={} "
         "error=\"{}\"",
-        exchange->requestId(), config_.name, image.name, digest->str(), file.status().toString());
+        exchange->requestId(), config_.name, image.name, digest.str(), file.status().toString());
     unknown();
     return;
   }
-  sendBlobFile(exchange, *digest, std::move(*file), cache::DiskBudget::Pin());
+  sendBlobFile(exchange, digest, std::move(*file), cache::DiskBudget::Pin());
 }
 
 Status LocalRepository::rollbackTag(std::string_view name, std::string_view tag,
@@ -521,7 +570,8 @@ Status LocalRepository::rollbackTag(std::string_view name, std::string_view tag,
 // ----- Referrers --------------------------------------------------------------------------
 
 void LocalRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange,
-                                     const ImageName& image, std::string_view reference) {
+                                     const ImageName& image, std::string_view reference,
+                                     const MissHandler& on_miss) {
   Expected<Digest> subject = Digest::parse(reference);
   if (!subject) {
     respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
@@ -538,8 +588,14 @@ void LocalRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange,
     respondRegistryError(*exchange, 500, error_code::kUnknown, "listing referrers failed");
     return;
   }
-  respondReferrers(*exchange, *context_.index, *referrers,
-                   exchange->request().queryParam("artifactType"));
+  std::string artifact_type = exchange->request().queryParam("artifactType");
+  nlohmann::json descriptors =
+      referrerDescriptors(*exchange, *context_.index, *referrers, artifact_type);
+  if (on_miss && descriptors.empty()) {
+    on_miss(notFound("no referrers of " + subject->str() + " in " + image.path_name));
+    return;
+  }
+  respondReferrerIndex(*exchange, std::move(descriptors), artifact_type);
 }
 
 // ----- Tags -------------------------------------------------------------------------------
@@ -550,31 +606,40 @@ void LocalRepository::serveTagList(const std::shared_ptr<Exchange>& exchange,
   if (!page) {
     return;
   }
-  storage::Index& index = *context_.index;
-  Expected<std::vector<std::string>> tags = index.listTags(config_.name, image.name);
+  Expected<std::vector<std::string>> tags = listTags(image);
+  if (!tags && tags.status().code() == StatusCode::kNotFound) {
+    respondRegistryError(*exchange, 404, error_code::kNameUnknown,
+                         std::string(tags.status().message()));
+    return;
+  }
   if (!tags) {
     log::storage().error("tag list failed req={} repo={} name={} error=\"{}\"",
                          exchange->requestId(), config_.name, image.name, tags.status().toString());
     respondRegistryError(*exchange, 500, error_code::kUnknown, "listing tags failed");
     return;
   }
-  if (tags->empty()) {
-    bool has_manifest = false;
-    (void)index.forEachLocalManifest(config_.name, image.name,
-                                     [&](const Digest&, const storage::ContentRecord&) {
-                                       has_manifest = true;
-                                       return false;
-                                     });
-    if (!has_manifest) {
-      respondRegistryError(*exchange, 404, error_code::kNameUnknown,
-                           "repository " + image.path_name + " is unknown");
-      return;
-    }
-  }
   nlohmann::json body;
   body["name"] = image.path_name;
   respondListPage(*exchange, "/v2/" + image.path_name + "/tags/list", std::move(body), "tags",
                   *tags, *page);
+}
+
+Expected<std::vector<std::string>> LocalRepository::listTags(const ImageName& image) const {
+  storage::Index& index = *context_.index;
+  Expected<std::vector<std::string>> tags = index.listTags(config_.name, image.name);
+  if (!tags || !tags->empty()) {
+    return tags;
+  }
+  bool has_manifest = false;
+  (void)index.forEachLocalManifest(config_.name, image.name,
+                                   [&](const Digest&, const storage::ContentRecord&) {
+                                     has_manifest = true;
+                                     return false;
+                                   });
+  if (!has_manifest) {
+    return notFound("repository " + image.path_name + " is unknown");
+  }
+  return tags;
 }
 
 }  // namespace outpost::proxy

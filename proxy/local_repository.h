@@ -31,6 +31,7 @@
 #include "base/digest.h"
 #include "cache/disk_budget.h"
 #include "proxy/config.h"
+#include "proxy/content_response.h"
 #include "proxy/http_server.h"
 #include "proxy/metrics.h"
 #include "storage/blob_store.h"
@@ -61,6 +62,10 @@ struct ImageName {
 // names to repositories.
 using MountSourceCheck = std::function<bool(std::string_view from, const Digest& digest)>;
 
+// For a manifest pushed through a virtual repository: whether the virtual repository serves
+// blob `digest` under the pushed image's name. Called on a worker thread.
+using ServedBlobCheck = std::function<bool(const Digest& digest)>;
+
 class LocalRepository {
  public:
   LocalRepository(LocalConfig config, LocalContext context);
@@ -70,20 +75,36 @@ class LocalRepository {
   const LocalConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
 
-  // /v2/<name>/manifests/<reference>: GET, HEAD, PUT and DELETE.
+  // /v2/<name>/manifests/<reference>: GET, HEAD, PUT and DELETE. For a push through a virtual
+  // repository, `served_blob` selects the blobs that the virtual repository serves. A client
+  // that found one there with a HEAD may skip its upload, so a PUT links such a blob into the
+  // image when the image lacks it.
   void handleManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
-                      std::string reference);
+                      std::string reference, ServedBlobCheck served_blob = {});
   // /v2/<name>/blobs/<digest>: GET, HEAD and DELETE.
   void handleBlob(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
                   std::string_view reference);
+
+  // GET and HEAD of a manifest by tag or digest. With `on_miss`, an unknown manifest goes to it
+  // as kNotFound in place of a 404.
+  void serveManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
+                     const std::string& reference, const MissHandler& on_miss = {});
+  // GET and HEAD of a blob of the image. With `on_miss`, a blob the image lacks goes to it as
+  // kNotFound in place of a 404.
+  void serveBlob(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
+                 const Digest& digest, const MissHandler& on_miss = {});
   // /v2/<name>/blobs/uploads/[<id>]: POST without an id; PATCH, PUT, GET and DELETE with one.
   void handleUpload(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
                     std::string id);
-  // GET /v2/<name>/referrers/<digest>, with an optional artifactType filter.
+  // GET /v2/<name>/referrers/<digest>, with an optional artifactType filter. With `on_miss`, a
+  // subject without referrers goes to it as kNotFound in place of an empty index.
   void serveReferrers(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
-                      std::string_view reference);
+                      std::string_view reference, const MissHandler& on_miss = {});
   // GET /v2/<name>/tags/list.
   void serveTagList(const std::shared_ptr<Exchange>& exchange, const ImageName& image);
+  // The sorted tags of the image. Fails with kNotFound when the repository has no manifest of
+  // that name, or with the index's failure.
+  Expected<std::vector<std::string>> listTags(const ImageName& image) const;
 
   // Moves `tag` of image `name` to `digest` and records the rollback in the tag's history.
   // Fails with kPermissionDenied when tags are immutable here, and with kNotFound when the
@@ -96,12 +117,10 @@ class LocalRepository {
 
  private:
   // Manifests.
-  void serveManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
-                     const std::string& reference);
   void putManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
-                   std::string reference);
+                   std::string reference, ServedBlobCheck served_blob);
   void storeManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
-                     const std::string& reference, std::string body);
+                     const std::string& reference, std::string body, ServedBlobCheck served_blob);
   void deleteManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
                       const std::string& reference);
 
@@ -117,6 +136,10 @@ class LocalRepository {
                            uint64_t size, int status);
   // The session's repository text: "<repository key>/<image name>".
   std::string uploadOwner(const ImageName& image) const;
+
+  // Holds the blobs that a manifest push through a virtual repository links into the image,
+  // and checks that each is still stored (kNotFound when one is not). Runs on a worker thread.
+  Status holdServedBlobs(const std::vector<Digest>& blobs) const;
 
   // Sends 405 UNSUPPORTED when deletes are disabled and returns false.
   bool checkDeleteAllowed(Exchange& exchange) const;

@@ -171,9 +171,10 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   } else {
     log::storage().info("scrub off because storage.scrub_bytes_per_second is 0");
   }
-  log::proxy().info("outpost listening address={}:{} loops={} data_dir={} remotes={}",
-                    options.host, server.port(), loop_count, data_dir.string(),
-                    config->remotes.size());
+  log::proxy().info(
+      "outpost listening address={}:{} loops={} data_dir={} remotes={} locals={} virtuals={}",
+      options.host, server.port(), loop_count, data_dir.string(), config->remotes.size(),
+      config->locals.size(), config->virtuals.size());
 
   int signal_number = waitForStopSignal(stop_signals);
   log::proxy().info("stopping signal={} grace_ms={}", signal_number,
@@ -214,8 +215,9 @@ int checkConfig(const std::string& config_path) {
     std::fprintf(stderr, "outpost: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  std::printf("%s: ok (%zu remotes, default %s, data in %s)\n", config_path.c_str(),
-              config->remotes.size(), config->default_repository.c_str(),
+  std::printf("%s: ok (%zu remotes, %zu locals, %zu virtuals, default %s, data in %s)\n",
+              config_path.c_str(), config->remotes.size(), config->locals.size(),
+              config->virtuals.size(), config->default_repository.c_str(),
               config->storage.data_dir.c_str());
   return 0;
 }

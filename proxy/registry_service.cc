@@ -61,6 +61,24 @@ RegistryService::RegistryService(const Config& config, storage::BlobStore& store
       return mountSourceContains(from, digest);
     });
   }
+  for (size_t i = 0; i < config_.virtuals.size(); ++i) {
+    std::vector<VirtualMember> members;
+    for (const RoutedName& member : router_.flattenedMembers(i)) {
+      if (member.kind == RepositoryKind::kRemote) {
+        members.push_back(VirtualMember{.remote = remotes_[member.index].get()});
+      } else {
+        members.push_back(VirtualMember{.local = locals_[member.index].get()});
+      }
+    }
+    LocalRepository* deployment = nullptr;
+    for (const auto& local : locals_) {
+      if (local->name() == config_.virtuals[i].deployment) {
+        deployment = local.get();
+      }
+    }
+    virtuals_.push_back(std::make_unique<VirtualRepository>(config_.virtuals[i], std::move(members),
+                                                            deployment, store_));
+  }
 }
 
 RegistryService::~RegistryService() = default;
@@ -248,7 +266,10 @@ void RegistryService::handleRegistry(const std::shared_ptr<Exchange>& exchange,
   if (!resolved) {
     return;
   }
-  if (resolved->local != nullptr) {
+  if (resolved->virtual_repository != nullptr) {
+    exchange->setRepository(resolved->virtual_repository->name());
+    handleVirtual(exchange, *parsed, *resolved);
+  } else if (resolved->local != nullptr) {
     exchange->setRepository(resolved->local->name());
     handleLocal(exchange, *parsed, *resolved);
   } else {
@@ -305,12 +326,13 @@ void RegistryService::handleRemote(const std::shared_ptr<Exchange>& exchange,
 }
 
 void RegistryService::handleLocal(const std::shared_ptr<Exchange>& exchange,
-                                  const RegistryPath& path, Resolved& resolved) {
+                                  const RegistryPath& path, Resolved& resolved,
+                                  ServedBlobCheck served_blob) {
   ImageName image{std::move(resolved.name), std::move(resolved.display_name)};
   LocalRepository& local = *resolved.local;
   switch (path.kind) {
     case RegistryPath::Kind::kManifest:
-      local.handleManifest(exchange, image, std::string(path.reference));
+      local.handleManifest(exchange, image, std::string(path.reference), std::move(served_blob));
       return;
     case RegistryPath::Kind::kBlob:
       local.handleBlob(exchange, image, path.reference);
@@ -338,6 +360,72 @@ void RegistryService::handleLocal(const std::shared_ptr<Exchange>& exchange,
                            "this endpoint is not served for local repositories");
       return;
   }
+}
+
+void RegistryService::handleVirtual(const std::shared_ptr<Exchange>& exchange,
+                                    const RegistryPath& path, Resolved& resolved) {
+  const HttpRequest& request = exchange->request();
+  if (!isReadMethod(request) || path.kind == RegistryPath::Kind::kBlobUploads) {
+    writeThroughVirtual(exchange, path, resolved);
+    return;
+  }
+
+  VirtualRepository& repository = *resolved.virtual_repository;
+  ImageName image{std::move(resolved.name), std::move(resolved.display_name)};
+  switch (path.kind) {
+    case RegistryPath::Kind::kManifest:
+      repository.serveManifest(exchange, image, std::string(path.reference));
+      return;
+    case RegistryPath::Kind::kBlob:
+    case RegistryPath::Kind::kReferrers: {
+      Expected<Digest> digest = Digest::parse(path.reference);
+      if (!digest) {
+        respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
+                             "invalid digest " + std::string(path.reference) + ": " +
+                                 std::string(digest.status().message()));
+        return;
+      }
+      if (path.kind == RegistryPath::Kind::kBlob) {
+        repository.serveBlob(exchange, image, *digest);
+      } else {
+        repository.serveReferrers(exchange, image, *digest);
+      }
+      return;
+    }
+    case RegistryPath::Kind::kTagsList:
+      if (request.method() != HttpMethod::kGet) {
+        respondMethodNotAllowed(*exchange, "GET", "tags/list answers GET only");
+        return;
+      }
+      repository.serveTagList(exchange, image);
+      return;
+    default:
+      respondRegistryError(*exchange, 404, error_code::kUnsupported,
+                           "this endpoint is not served for virtual repositories");
+      return;
+  }
+}
+
+void RegistryService::writeThroughVirtual(const std::shared_ptr<Exchange>& exchange,
+                                          const RegistryPath& path, Resolved& resolved) {
+  VirtualRepository* repository = resolved.virtual_repository;
+  if (repository->deployment() == nullptr) {
+    respondMethodNotAllowed(
+        *exchange, "GET, HEAD",
+        "repository " + repository->name() +
+            " is a virtual repository without a deployment repository and does not accept " +
+            std::string(exchange->request().methodName()) +
+            "; push to one of its local repositories, or set its deployment key");
+    return;
+  }
+  // The deployment repository stores the image under the same name; Location headers keep the
+  // path the client wrote, under the virtual repository's key.
+  resolved.local = repository->deployment();
+  resolved.virtual_repository = nullptr;
+  ServedBlobCheck served_blob = [repository, name = resolved.name](const Digest& digest) {
+    return repository->servesStoredBlob(name, digest);
+  };
+  handleLocal(exchange, path, resolved, std::move(served_blob));
 }
 
 void RegistryService::serveCatalog(const std::shared_ptr<Exchange>& exchange) {
@@ -391,6 +479,9 @@ bool RegistryService::mountSourceContains(std::string_view from, const Digest& d
   if (routed->kind == RepositoryKind::kLocal) {
     return locals_[routed->index]->containsBlob(routed->name, digest);
   }
+  if (routed->kind == RepositoryKind::kVirtual) {
+    return virtuals_[routed->index]->servesStoredBlob(routed->name, digest);
+  }
   // A remote serves every stored blob by its digest, whichever image brought it.
   return store_.contains(digest);
 }
@@ -408,10 +499,16 @@ std::optional<RegistryService::Resolved> RegistryService::resolve(Exchange& exch
     return std::nullopt;
   }
   Resolved resolved;
-  if (routed->kind == RepositoryKind::kLocal) {
-    resolved.local = locals_[routed->index].get();
-  } else {
-    resolved.remote = remotes_[routed->index].get();
+  switch (routed->kind) {
+    case RepositoryKind::kRemote:
+      resolved.remote = remotes_[routed->index].get();
+      break;
+    case RepositoryKind::kLocal:
+      resolved.local = locals_[routed->index].get();
+      break;
+    case RepositoryKind::kVirtual:
+      resolved.virtual_repository = virtuals_[routed->index].get();
+      break;
   }
   resolved.name = std::move(routed->name);
   resolved.display_name = std::string(name);

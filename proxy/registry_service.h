@@ -1,6 +1,7 @@
 // RegistryService: the request handler behind the HTTP server. It routes /v2/ requests to a
-// remote or local repository (RepositoryRouter), serves the catalog of the local repositories,
-// the admin API (/api/v1/, TagAdmin) and the operational endpoints (/healthz, /metrics).
+// remote, local or virtual repository (RepositoryRouter), sends writes made through a virtual
+// repository to its deployment repository, serves the catalog of the local repositories, the
+// admin API (/api/v1/, TagAdmin) and the operational endpoints (/healthz, /metrics).
 #pragma once
 
 #include <uv.h>
@@ -21,6 +22,7 @@
 #include "proxy/remote_repository.h"
 #include "proxy/repository_router.h"
 #include "proxy/tag_admin.h"
+#include "proxy/virtual_repository.h"
 #include "storage/blob_store.h"
 #include "storage/index.h"
 #include "storage/upload_store.h"
@@ -52,9 +54,10 @@ class RegistryService {
 
  private:
   struct Resolved {
-    // Exactly one of remote and local is set.
+    // Exactly one of remote, local and virtual_repository is set.
     RemoteRepository* remote = nullptr;
     LocalRepository* local = nullptr;
+    VirtualRepository* virtual_repository = nullptr;
     std::string name;          // the name in the repository (upstream, for a remote)
     std::string display_name;  // the name as the client wrote it
   };
@@ -62,8 +65,14 @@ class RegistryService {
   void handleRegistry(const std::shared_ptr<Exchange>& exchange, std::string_view path);
   void handleRemote(const std::shared_ptr<Exchange>& exchange, const RegistryPath& path,
                     Resolved& resolved);
+  // `served_blob` is set for a push through a virtual repository (LocalRepository::handleManifest).
   void handleLocal(const std::shared_ptr<Exchange>& exchange, const RegistryPath& path,
-                   Resolved& resolved);
+                   Resolved& resolved, ServedBlobCheck served_blob = {});
+  void handleVirtual(const std::shared_ptr<Exchange>& exchange, const RegistryPath& path,
+                     Resolved& resolved);
+  // Sends a write made through a virtual repository to its deployment repository.
+  void writeThroughVirtual(const std::shared_ptr<Exchange>& exchange, const RegistryPath& path,
+                           Resolved& resolved);
   void serveCatalog(const std::shared_ptr<Exchange>& exchange);
   // Whether the repository `from` names (as a client writes it) contains `digest`, for a mount.
   bool mountSourceContains(std::string_view from, const Digest& digest) const;
@@ -83,6 +92,7 @@ class RegistryService {
   storage::UploadStore& uploads_;
   std::vector<std::unique_ptr<RemoteRepository>> remotes_;  // in the order of Config::remotes
   std::vector<std::unique_ptr<LocalRepository>> locals_;    // in the order of Config::locals
+  std::vector<std::unique_ptr<VirtualRepository>> virtuals_;  // in the order of Config::virtuals
   TagAdmin tag_admin_;
   const ServerCounters* server_counters_ = nullptr;
   // On the first loop: writes the blobs' access times to the index in batches.

@@ -15,8 +15,11 @@ namespace outpost::proxy {
 class FillReader : public std::enable_shared_from_this<FillReader> {
  public:
   FillReader(RemoteRepository& remote, std::shared_ptr<Exchange> exchange,
-             std::shared_ptr<cache::BlobFill> fill)
-      : remote_(remote), exchange_(std::move(exchange)), fill_(std::move(fill)) {}
+             std::shared_ptr<cache::BlobFill> fill, MissHandler on_miss)
+      : remote_(remote),
+        exchange_(std::move(exchange)),
+        fill_(std::move(fill)),
+        on_miss_(std::move(on_miss)) {}
 
   void start() {
     std::weak_ptr<FillReader> weak = weak_from_this();
@@ -51,8 +54,10 @@ class FillReader : public std::enable_shared_from_this<FillReader> {
     cache::BlobFill::Snapshot snapshot = fill_->snapshot();
     if (!is_head_sent_) {
       if (snapshot.state == cache::BlobFill::State::kFailed) {
-        remote_.respondUpstreamFailure(*exchange_, snapshot.failure, error_code::kBlobUnknown);
         stop();
+        // Another repository may respond to the exchange next, so this reader releases it.
+        exchange_->setOnAbort({});
+        remote_.failRead(*exchange_, on_miss_, snapshot.failure, error_code::kBlobUnknown);
         return;
       }
       std::optional<uint64_t> size = snapshot.total_size;
@@ -113,6 +118,8 @@ class FillReader : public std::enable_shared_from_this<FillReader> {
   RemoteRepository& remote_;
   std::shared_ptr<Exchange> exchange_;
   std::shared_ptr<cache::BlobFill> fill_;
+  // Receives a failure that comes before the response head; empty to send it.
+  MissHandler on_miss_;
   uint64_t subscription_ = 0;
   std::atomic<bool> wake_pending_{false};
   bool is_stopped_ = false;
@@ -230,7 +237,7 @@ class BlobDownload final : public UpstreamHandler {
 };
 
 void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name,
-                                 Digest digest) {
+                                 Digest digest, MissHandler on_miss) {
   Expected<storage::BlobFile> file = context_.store->openBlob(digest);
   if (file) {
     exchange->setOutcome(CacheOutcome::kHit);
@@ -247,9 +254,9 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
     // A running download has the size; otherwise ask the upstream without downloading.
     if (std::shared_ptr<cache::BlobFill> fill = context_.fills->find(digest)) {
       exchange->setOutcome(CacheOutcome::kFillJoined);
-      std::make_shared<FillReader>(*this, exchange, std::move(fill))->start();
+      std::make_shared<FillReader>(*this, exchange, std::move(fill), std::move(on_miss))->start();
     } else {
-      serveBlobHeadFromUpstream(exchange, name, digest);
+      serveBlobHeadFromUpstream(exchange, name, digest, on_miss);
     }
     return;
   }
@@ -269,12 +276,12 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
         return std::make_shared<cache::BlobFill>(digest, std::move(*writer));
       });
   if (!joined) {
-    respondUpstreamFailure(*exchange, joined.status(), error_code::kBlobUnknown);
+    failRead(*exchange, on_miss, joined.status(), error_code::kBlobUnknown);
     return;
   }
   if (!joined->fill) {
     // Committed between the first lookup and the join.
-    serveBlob(exchange, std::move(name), std::move(digest));
+    serveBlob(exchange, std::move(name), std::move(digest), std::move(on_miss));
     return;
   }
   if (joined->is_new) {
@@ -285,7 +292,7 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
     exchange->setOutcome(CacheOutcome::kFillJoined);
     context_.metrics->fills_joined.fetch_add(1, std::memory_order_relaxed);
   }
-  std::make_shared<FillReader>(*this, exchange, joined->fill)->start();
+  std::make_shared<FillReader>(*this, exchange, joined->fill, std::move(on_miss))->start();
 }
 
 void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
@@ -297,40 +304,37 @@ void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
 }
 
 void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange,
-                                                 const std::string& name, const Digest& digest) {
+                                                 const std::string& name, const Digest& digest,
+                                                 const MissHandler& on_miss) {
   if (isMarkedDown()) {
-    respondUpstreamFailure(*exchange,
-                           markedDownStatus(),
-                           error_code::kBlobUnknown);
+    failRead(*exchange, on_miss, markedDownStatus(), error_code::kBlobUnknown);
     return;
   }
   exchange->setOutcome(CacheOutcome::kMiss);
   EventLoop& loop = exchange->loop();
-  fetchBuffered(client(loop),
-                makeRequest("HEAD", "/v2/" + name + "/blobs/" + digest.str(),
-                            exchange->requestId()),
-                0, [this, exchange, digest](FetchResult result) {
-                  recordUpstreamOutcome(result.transport);
-                  if (!exchange->isOpen()) {
-                    return;
-                  }
-                  uint64_t length = 0;
-                  std::string_view text = result.header("Content-Length");
-                  auto parsed = std::from_chars(text.data(), text.data() + text.size(), length);
-                  if (!result.transport.isOk() || result.status != 200 ||
-                      parsed.ec != std::errc()) {
-                    respondUpstreamFailure(*exchange, statusFromUpstream(result),
-                                           error_code::kBlobUnknown);
-                    return;
-                  }
-                  ResponseHead head(200);
-                  head.add("Content-Type", "application/octet-stream");
-                  head.add("Docker-Content-Digest", digest.str());
-                  head.add("Accept-Ranges", "bytes");
-                  head.add("Docker-Distribution-API-Version", "registry/2.0");
-                  exchange->startResponse(std::move(head), length);
-                  exchange->finish();
-                });
+  fetchBuffered(
+      client(loop),
+      makeRequest("HEAD", "/v2/" + name + "/blobs/" + digest.str(), exchange->requestId()), 0,
+      [this, exchange, digest, on_miss](FetchResult result) {
+        recordUpstreamOutcome(result.transport);
+        if (!exchange->isOpen()) {
+          return;
+        }
+        uint64_t length = 0;
+        std::string_view text = result.header("Content-Length");
+        auto parsed = std::from_chars(text.data(), text.data() + text.size(), length);
+        if (!result.transport.isOk() || result.status != 200 || parsed.ec != std::errc()) {
+          failRead(*exchange, on_miss, statusFromUpstream(result), error_code::kBlobUnknown);
+          return;
+        }
+        ResponseHead head(200);
+        head.add("Content-Type", "application/octet-stream");
+        head.add("Docker-Content-Digest", digest.str());
+        head.add("Accept-Ranges", "bytes");
+        head.add("Docker-Distribution-API-Version", "registry/2.0");
+        exchange->startResponse(std::move(head), length);
+        exchange->finish();
+      });
 }
 
 void RemoteRepository::startBlobDownload(EventLoop& loop, const std::string& name,

@@ -106,6 +106,16 @@ std::string percentEncode(std::string_view text) {
   return encoded;
 }
 
+// Whether an image index body has at least one entry in its "manifests" array.
+bool listsAnyManifest(std::string_view body) {
+  nlohmann::json parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) {
+    return false;
+  }
+  auto manifests = parsed.find("manifests");
+  return manifests != parsed.end() && manifests->is_array() && !manifests->empty();
+}
+
 std::string allManifestTypes() {
   std::string joined;
   for (std::string_view type : kManifestMediaTypes) {
@@ -290,10 +300,19 @@ void RemoteRepository::respondUpstreamFailure(Exchange& exchange, const Status& 
   }
 }
 
+void RemoteRepository::failRead(Exchange& exchange, const MissHandler& on_miss,
+                                const Status& failure, std::string_view unknown_code) {
+  if (on_miss) {
+    on_miss(failure);
+    return;
+  }
+  respondUpstreamFailure(exchange, failure, unknown_code);
+}
+
 // ----- Manifests --------------------------------------------------------------------------
 
 void RemoteRepository::serveManifest(const std::shared_ptr<Exchange>& exchange, std::string name,
-                                     std::string reference) {
+                                     std::string reference, MissHandler on_miss) {
   Expected<ReferenceKind> kind = classifyReference(reference);
   if (!kind) {
     bool is_digest = reference.find(':') != std::string::npos;
@@ -304,14 +323,15 @@ void RemoteRepository::serveManifest(const std::shared_ptr<Exchange>& exchange, 
   }
   if (*kind == ReferenceKind::kDigest) {
     Expected<Digest> digest = Digest::parse(reference);
-    serveManifestByDigest(exchange, name, *digest);
+    serveManifestByDigest(exchange, name, *digest, on_miss);
     return;
   }
-  serveManifestByTag(exchange, name, reference);
+  serveManifestByTag(exchange, name, reference, on_miss);
 }
 
 void RemoteRepository::serveManifestByDigest(const std::shared_ptr<Exchange>& exchange,
-                                             const std::string& name, const Digest& digest) {
+                                             const std::string& name, const Digest& digest,
+                                             const MissHandler& on_miss) {
   Expected<storage::ManifestRecord> manifest = context_.index->getManifest(digest);
   if (manifest && context_.index->hasLink(config_.name, digest)) {
     exchange->setOutcome(CacheOutcome::kHit);
@@ -323,11 +343,12 @@ void RemoteRepository::serveManifestByDigest(const std::shared_ptr<Exchange>& ex
     log::storage().error("manifest read failed req={} digest={} error=\"{}\"",
                          exchange->requestId(), digest.str(), manifest.status().toString());
   }
-  fetchManifest(exchange, name, digest.str(), "");
+  fetchManifest(exchange, name, digest.str(), "", on_miss);
 }
 
 void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& exchange,
-                                          const std::string& name, const std::string& tag) {
+                                          const std::string& name, const std::string& tag,
+                                          const MissHandler& on_miss) {
   // A pinned tag is served at its pinned digest, without revalidation.
   // NOTE: the pinned manifest is served whatever the client's Accept names.
   if (Expected<storage::TagRecord> pinned = context_.index->getPinnedTag(config_.name, name, tag)) {
@@ -361,15 +382,16 @@ void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& excha
         return;
       }
     } else {
-      revalidateTag(exchange, name, tag, view, *cached);
+      revalidateTag(exchange, name, tag, view, *cached, on_miss);
       return;
     }
   }
-  fetchManifest(exchange, name, tag, view.record_key);
+  fetchManifest(exchange, name, tag, view.record_key, on_miss);
 }
 
 void RemoteRepository::respondManifestResult(const std::shared_ptr<Exchange>& exchange,
-                                             const ManifestResult& result) {
+                                             const ManifestResult& result,
+                                             const MissHandler& on_miss) {
   if (!exchange->isOpen()) {
     return;
   }
@@ -380,7 +402,7 @@ void RemoteRepository::respondManifestResult(const std::shared_ptr<Exchange>& ex
                       result.retry_after.data() + result.retry_after.size(), seconds);
       retry_after_seconds_.store(seconds, std::memory_order_relaxed);
     }
-    respondUpstreamFailure(*exchange, result.failure, error_code::kManifestUnknown);
+    failRead(*exchange, on_miss, result.failure, error_code::kManifestUnknown);
     return;
   }
   respondManifest(*exchange, *result.digest, result.media_type, result.body);
@@ -388,16 +410,18 @@ void RemoteRepository::respondManifestResult(const std::shared_ptr<Exchange>& ex
 
 void RemoteRepository::fetchManifest(const std::shared_ptr<Exchange>& exchange,
                                      const std::string& name, const std::string& reference,
-                                     const std::string& tag_record_key) {
+                                     const std::string& tag_record_key,
+                                     const MissHandler& on_miss) {
   AcceptList accept = AcceptList::fromHeaderLines(exchange->request().headerValues("Accept"));
   std::string accept_joined = accept.joined();
   std::string key = name + '\0' + reference + '\0' + accept_joined;
 
   context_.metrics->cache_misses.fetch_add(1, std::memory_order_relaxed);
   bool is_leader = manifest_flights_.join(
-      key, [this, exchange](const std::shared_ptr<const ManifestResult>& result) {
-        exchange->loop().dispatch(
-            [this, exchange, result] { respondManifestResult(exchange, *result); });
+      key, [this, exchange, on_miss](const std::shared_ptr<const ManifestResult>& result) {
+        exchange->loop().dispatch([this, exchange, on_miss, result] {
+          respondManifestResult(exchange, *result, on_miss);
+        });
       });
   exchange->setOutcome(is_leader ? CacheOutcome::kMiss : CacheOutcome::kFillJoined);
   if (!is_leader) {
@@ -518,15 +542,16 @@ void RemoteRepository::completeManifestFetch(const std::string& key, const std::
 
 void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
                                      const std::string& name, const std::string& tag,
-                                     const TagView& view, const storage::TagRecord& cached) {
-  auto serve_cached = [this, exchange, cached](CacheOutcome outcome) {
+                                     const TagView& view, const storage::TagRecord& cached,
+                                     const MissHandler& on_miss) {
+  auto serve_cached = [this, exchange, cached, on_miss](CacheOutcome outcome) {
     Expected<Digest> digest = Digest::parse(cached.digest);
     Expected<storage::ManifestRecord> manifest =
         digest ? context_.index->getManifest(*digest)
                : Expected<storage::ManifestRecord>(digest.status());
     if (!manifest) {
-      respondRegistryError(*exchange, 404, error_code::kManifestUnknown,
-                           "cached manifest is missing; try again");
+      failRead(*exchange, on_miss, notFound("cached manifest is missing; try again"),
+               error_code::kManifestUnknown);
       return;
     }
     exchange->setOutcome(outcome);
@@ -546,10 +571,10 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
   }
 
   std::string key = std::string("revalidate") + '\0' + name + '\0' + view.record_key;
-  bool is_leader = manifest_flights_.join(
-      key, [this, exchange, name, tag, serve_cached](
-               const std::shared_ptr<const ManifestResult>& result) {
-        exchange->loop().dispatch([this, exchange, name, tag, serve_cached, result] {
+  bool is_leader =
+      manifest_flights_.join(key, [this, exchange, name, tag, serve_cached,
+                                   on_miss](const std::shared_ptr<const ManifestResult>& result) {
+        exchange->loop().dispatch([this, exchange, name, tag, serve_cached, on_miss, result] {
           if (!exchange->isOpen()) {
             return;
           }
@@ -560,7 +585,7 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
             exchange->setOutcome(CacheOutcome::kMiss);
             respondManifest(*exchange, *result->digest, result->media_type, result->body);
           } else if (failure.code() == StatusCode::kNotFound) {
-            respondUpstreamFailure(*exchange, failure, error_code::kManifestUnknown);
+            failRead(*exchange, on_miss, failure, error_code::kManifestUnknown);
           } else {
             log::proxy().warn("stale tag served req={} remote={} name={} tag={} error=\"{}\"",
                               exchange->requestId(), config_.name, name, tag,
@@ -632,7 +657,7 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
 // ----- Referrers --------------------------------------------------------------------------
 
 void RemoteRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange, std::string name,
-                                      std::string reference) {
+                                      std::string reference, MissHandler on_miss) {
   Expected<Digest> subject = Digest::parse(reference);
   if (!subject) {
     respondRegistryError(
@@ -641,12 +666,18 @@ void RemoteRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange,
     return;
   }
   std::string artifact_type = exchange->request().queryParam("artifactType");
-  auto from_cache = [this, exchange, name, subject = *subject,
-                     artifact_type](const Status& failure) {
+  auto from_cache = [this, exchange, name, subject = *subject, artifact_type,
+                     on_miss](const Status& failure) {
     Expected<std::vector<Digest>> referrers =
         context_.index->listReferrers(config_.name, name, subject);
     if (!referrers) {
-      respondUpstreamFailure(*exchange, referrers.status(), error_code::kManifestUnknown);
+      failRead(*exchange, on_miss, referrers.status(), error_code::kManifestUnknown);
+      return;
+    }
+    nlohmann::json descriptors =
+        referrerDescriptors(*exchange, *context_.index, *referrers, artifact_type);
+    if (on_miss && descriptors.empty()) {
+      on_miss(notFound("no cached referrers of " + subject.str()));
       return;
     }
     exchange->setOutcome(CacheOutcome::kStale);
@@ -654,7 +685,7 @@ void RemoteRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange,
         "referrers served from the cache req={} remote={} name={} subject={} "
         "reason=\"{}\"",
         exchange->requestId(), config_.name, name, subject.str(), failure.toString());
-    respondReferrers(*exchange, *context_.index, *referrers, artifact_type);
+    respondReferrerIndex(*exchange, std::move(descriptors), artifact_type);
   };
   if (isMarkedDown()) {
     from_cache(markedDownStatus());
@@ -668,13 +699,17 @@ void RemoteRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange,
   exchange->setOutcome(CacheOutcome::kMiss);
   fetchBuffered(
       client(exchange->loop()), makeRequest("GET", std::move(path), exchange->requestId()),
-      kMaxManifestBytes, [this, exchange, from_cache](FetchResult result) {
+      kMaxManifestBytes, [this, exchange, from_cache, on_miss](FetchResult result) {
         recordUpstreamOutcome(result.transport);
         if (!exchange->isOpen()) {
           return;
         }
         if (!result.transport.isOk() || result.status != 200) {
           from_cache(statusFromUpstream(result));
+          return;
+        }
+        if (on_miss && !listsAnyManifest(result.body)) {
+          on_miss(notFound("upstream " + config_.name + " lists no referrers"));
           return;
         }
         ResponseHead head(200);
@@ -735,26 +770,38 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
   if (!page) {
     return;
   }
-  auto respond = [exchange, display_name, page = *page](const std::vector<std::string>& tags) {
-    nlohmann::json body;
-    body["name"] = display_name;
-    respondListPage(*exchange, "/v2/" + display_name + "/tags/list", std::move(body), "tags", tags,
-                    page);
-  };
+  collectTags(
+      exchange, std::move(name),
+      [this, exchange, display_name, page = *page](Expected<std::vector<std::string>> tags) {
+        if (!tags) {
+          respondUpstreamFailure(*exchange, tags.status(), error_code::kNameUnknown);
+          return;
+        }
+        nlohmann::json body;
+        body["name"] = display_name;
+        respondListPage(*exchange, "/v2/" + display_name + "/tags/list", std::move(body), "tags",
+                        *tags, page);
+      });
+}
 
+void RemoteRepository::collectTags(
+    const std::shared_ptr<Exchange>& exchange, std::string name,
+    std::function<void(Expected<std::vector<std::string>> tags)> done) {
   std::string cache_key = name;
   {
-    std::lock_guard lock(tag_lists_mutex_);
+    std::unique_lock lock(tag_lists_mutex_);
     auto found = tag_lists_.find(cache_key);
     if (found != tag_lists_.end() &&
         context_.clock->nowMs() - found->second.fetched_ms < kTagListCacheMs) {
+      std::vector<std::string> tags = found->second.tags;
+      lock.unlock();
       exchange->setOutcome(CacheOutcome::kHit);
-      respond(found->second.tags);
+      done(std::move(tags));
       return;
     }
   }
 
-  auto from_index = [this, exchange, name, respond](const Status& failure) {
+  auto from_index = [this, exchange, name, done](const Status& failure) {
     Expected<std::vector<std::string>> tags = context_.index->listTags(config_.name, name);
     if (tags) {
       // Views of narrower clients are records of their own, not tags.
@@ -765,10 +812,10 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
       context_.metrics->cache_stale.fetch_add(1, std::memory_order_relaxed);
       log::proxy().warn("tag list served from the index req={} remote={} name={} error=\"{}\"",
                         exchange->requestId(), config_.name, name, failure.toString());
-      respond(std::move(*tags));
+      done(std::move(*tags));
       return;
     }
-    respondUpstreamFailure(*exchange, failure, error_code::kNameUnknown);
+    done(failure);
   };
 
   if (isMarkedDown()) {
@@ -781,12 +828,12 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
   auto pages = std::make_shared<TagPages>();
   fetchTagPages(
       loop, "/v2/" + name + "/tags/list", exchange->requestId(), pages,
-      [this, exchange, pages, cache_key, respond, from_index](Status status) {
+      [this, exchange, pages, cache_key, done, from_index](Status status) {
         if (!exchange->isOpen()) {
           return;
         }
         if (status.code() == StatusCode::kNotFound) {
-          respondUpstreamFailure(*exchange, status, error_code::kNameUnknown);
+          done(status);
           return;
         }
         if (!status.isOk()) {
@@ -808,7 +855,7 @@ void RemoteRepository::serveTagList(const std::shared_ptr<Exchange>& exchange, s
             tag_lists_[cache_key] = TagListCacheEntry{now_ms, tags};
           }
         }
-        respond(std::move(tags));
+        done(std::move(tags));
       });
 }
 

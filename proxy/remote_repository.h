@@ -9,6 +9,11 @@
 //
 // One object serves every loop. Upstream clients are per loop: client(loop) is only touched on
 // that loop's thread.
+//
+// The read methods take an optional MissHandler for virtual repositories: with one, a failure
+// that would be sent as an error response goes to the handler instead, while successes and
+// invalid requests (400) are still sent. Tag lists for virtual repositories come from
+// collectTags.
 #pragma once
 
 #include <atomic>
@@ -24,6 +29,7 @@
 #include "cache/fill_registry.h"
 #include "cache/single_flight.h"
 #include "proxy/config.h"
+#include "proxy/content_response.h"
 #include "proxy/event_loop.h"
 #include "proxy/http_server.h"
 #include "proxy/metrics.h"
@@ -70,16 +76,32 @@ class RemoteRepository {
   // GET and HEAD of /v2/<name>/manifests/<reference>. `name` is the upstream name (with
   // "library/" already added where configured).
   void serveManifest(const std::shared_ptr<Exchange>& exchange, std::string name,
-                     std::string reference);
-  // GET and HEAD of /v2/<name>/blobs/<digest>.
-  void serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name, Digest digest);
+                     std::string reference, MissHandler on_miss = {});
+  // GET and HEAD of /v2/<name>/blobs/<digest>. A failure after the response head went out
+  // closes the connection and never reaches `on_miss`.
+  void serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name, Digest digest,
+                 MissHandler on_miss = {});
   // GET and HEAD of /v2/<name>/referrers/<digest>: asked upstream, and answered from the
-  // referrers of cached manifests when the upstream fails or has no referrers API (404).
+  // referrers of cached manifests when the upstream fails or has no referrers API (404). With
+  // `on_miss`, a subject without referrers goes to it as kNotFound in place of an empty index.
   void serveReferrers(const std::shared_ptr<Exchange>& exchange, std::string name,
-                      std::string reference);
+                      std::string reference, MissHandler on_miss = {});
   // GET of /v2/<name>/tags/list; `display_name` is the name as the client wrote it.
   void serveTagList(const std::shared_ptr<Exchange>& exchange, std::string name,
                     std::string display_name);
+
+  // Collects every tag of `name`, sorted and without duplicates, as serveTagList would send
+  // them: from the upstream, or from the index when the upstream fails. `done` gets the tags,
+  // or kNotFound when the upstream does not know the name, or the upstream failure when the
+  // index has no tags either. It runs on the exchange's loop thread, possibly before this
+  // returns, and never once the exchange has closed.
+  void collectTags(const std::shared_ptr<Exchange>& exchange, std::string name,
+                   std::function<void(Expected<std::vector<std::string>> tags)> done);
+
+  // Sends the error response for a request that needed the upstream and failed with
+  // `failure`; `unknown_code` is the registry error code of a 404.
+  void respondUpstreamFailure(Exchange& exchange, const Status& failure,
+                              std::string_view unknown_code);
 
  private:
   struct ManifestResult;
@@ -99,19 +121,20 @@ class RemoteRepository {
 
   // Manifests.
   void serveManifestByDigest(const std::shared_ptr<Exchange>& exchange, const std::string& name,
-                             const Digest& digest);
+                             const Digest& digest, const MissHandler& on_miss);
   void serveManifestByTag(const std::shared_ptr<Exchange>& exchange, const std::string& name,
-                          const std::string& tag);
+                          const std::string& tag, const MissHandler& on_miss);
   void revalidateTag(const std::shared_ptr<Exchange>& exchange, const std::string& name,
-                     const std::string& tag, const TagView& view,
-                     const storage::TagRecord& cached);
+                     const std::string& tag, const TagView& view, const storage::TagRecord& cached,
+                     const MissHandler& on_miss);
   void fetchManifest(const std::shared_ptr<Exchange>& exchange, const std::string& name,
-                     const std::string& reference, const std::string& tag_record_key);
+                     const std::string& reference, const std::string& tag_record_key,
+                     const MissHandler& on_miss);
   void completeManifestFetch(const std::string& key, const std::string& name,
                              const std::string& reference, const std::string& tag_record_key,
                              EventLoop& loop, FetchResult result);
   void respondManifestResult(const std::shared_ptr<Exchange>& exchange,
-                             const ManifestResult& result);
+                             const ManifestResult& result, const MissHandler& on_miss);
 
   // Fetches an upstream tag list, following its rel="next" pages, into `pages`; `done` gets
   // OK, or the failure of the first page that failed.
@@ -121,8 +144,8 @@ class RemoteRepository {
   // Blobs.
   void serveBlobFile(const std::shared_ptr<Exchange>& exchange, const Digest& digest,
                      storage::BlobFile file);
-  void serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange,
-                                 const std::string& name, const Digest& digest);
+  void serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange, const std::string& name,
+                                 const Digest& digest, const MissHandler& on_miss);
   void startBlobDownload(EventLoop& loop, const std::string& name,
                          const std::shared_ptr<cache::BlobFill>& fill,
                          std::string_view request_id);
@@ -132,9 +155,9 @@ class RemoteRepository {
   // The failure for a request that needs a remote marked down, with the time left.
   Status markedDownStatus() const;
   void recordUpstreamOutcome(const Status& transport);
-  // Sends the error response for a request that needed the upstream and failed.
-  void respondUpstreamFailure(Exchange& exchange, const Status& failure,
-                              std::string_view unknown_code);
+  // Hands a failed read to `on_miss` when one is set, else sends respondUpstreamFailure.
+  void failRead(Exchange& exchange, const MissHandler& on_miss, const Status& failure,
+                std::string_view unknown_code);
   Status statusFromUpstream(const FetchResult& result) const;
 
   friend class BlobDownload;

@@ -4,6 +4,13 @@
 
 namespace outpost::proxy {
 
+std::string nameInRemote(const RemoteConfig& remote, std::string_view name) {
+  if (remote.library_prefix && name.find('/') == std::string_view::npos) {
+    return "library/" + std::string(name);
+  }
+  return std::string(name);
+}
+
 Expected<RoutedName> RepositoryRouter::resolve(std::string_view name,
                                                std::optional<std::string_view> ns) const {
   std::optional<RoutedName> routed;
@@ -29,11 +36,22 @@ Expected<RoutedName> RepositoryRouter::resolve(std::string_view name,
     return notFound("no repository serves " + std::string(name));
   }
 
-  const bool adds_library_prefix = routed->kind == RepositoryKind::kRemote &&
-                                   config_.remotes[routed->index].library_prefix &&
-                                   name.find('/') == std::string_view::npos;
-  routed->name = adds_library_prefix ? "library/" + std::string(name) : std::string(name);
+  routed->name = routed->kind == RepositoryKind::kRemote
+                     ? nameInRemote(config_.remotes[routed->index], name)
+                     : std::string(name);
   return std::move(*routed);
+}
+
+std::vector<RoutedName> RepositoryRouter::flattenedMembers(size_t virtual_index) const {
+  std::vector<RoutedName> members;
+  for (const std::string& key : flattenMembers(config_, config_.virtuals[virtual_index])) {
+    // A loaded configuration names only repositories that exist, and flattenMembers returns
+    // no virtual repository.
+    if (std::optional<RoutedName> member = findByKey(key)) {
+      members.push_back(std::move(*member));
+    }
+  }
+  return members;
 }
 
 std::optional<RoutedName> RepositoryRouter::findByKey(std::string_view key) const {
@@ -45,6 +63,11 @@ std::optional<RoutedName> RepositoryRouter::findByKey(std::string_view key) cons
   for (size_t i = 0; i < config_.locals.size(); ++i) {
     if (config_.locals[i].name == key) {
       return RoutedName{RepositoryKind::kLocal, i, {}};
+    }
+  }
+  for (size_t i = 0; i < config_.virtuals.size(); ++i) {
+    if (config_.virtuals[i].name == key) {
+      return RoutedName{RepositoryKind::kVirtual, i, {}};
     }
   }
   return std::nullopt;

@@ -59,6 +59,9 @@ Expected<std::unique_ptr<OutpostServer>> OutpostServer::start(OutpostOptions opt
   if (!opts.locals_yaml.empty()) {
     yaml << "locals:\n" << opts.locals_yaml;
   }
+  if (!opts.virtuals_yaml.empty()) {
+    yaml << "virtuals:\n" << opts.virtuals_yaml;
+  }
   if (!opts.remotes.empty()) {
     yaml << "remotes:\n";
   }

@@ -45,6 +45,8 @@ struct OutpostOptions {
   // The entries of the locals section, as YAML lines indented by two spaces, each ending in a
   // newline ("  - name: local\n").
   std::string locals_yaml;
+  // The entries of the virtuals section, in the same form ("  - name: all\n").
+  std::string virtuals_yaml;
 };
 
 // Options with one remote named "upstream" for the registry at `url` (reached by `host_port`

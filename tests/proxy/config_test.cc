@@ -502,6 +502,177 @@ TEST(ConfigTest, DefaultRepositoryMayBeLocal) {
   EXPECT_EQ(config->default_repository, "builds");
 }
 
+// A remote "hub" and local repositories "builds" and "releases", with `virtuals` appended.
+std::string withVirtuals(std::string_view virtuals) {
+  return withRemote("locals:\n  - name: builds\n  - name: releases\nvirtuals:\n") +
+         std::string(virtuals);
+}
+
+TEST(ConfigTest, ReadsVirtualRepositories) {
+  const Expected<Config> config =
+      parse(withVirtuals("  - name: all\n"
+                         "    members: [builds, inner]\n"
+                         "    deployment: builds\n"
+                         "  - name: inner\n"
+                         "    members:\n"
+                         "      - releases\n"
+                         "      - hub\n"
+                         "default_repository: all\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+
+  ASSERT_EQ(config->virtuals.size(), 2u);
+  EXPECT_EQ(config->virtuals[0].name, "all");
+  EXPECT_EQ(config->virtuals[0].members, (std::vector<std::string>{"builds", "inner"}));
+  EXPECT_EQ(config->virtuals[0].deployment, "builds");
+  EXPECT_EQ(config->virtuals[1].name, "inner");
+  EXPECT_EQ(config->virtuals[1].members, (std::vector<std::string>{"releases", "hub"}));
+  // Without the key, pushes through the repository are rejected.
+  EXPECT_EQ(config->virtuals[1].deployment, "");
+  EXPECT_EQ(config->default_repository, "all");
+}
+
+TEST(ConfigTest, DeploymentMayBeReachedThroughNestedVirtual) {
+  const Expected<Config> config =
+      parse(withVirtuals("  - name: outer\n"
+                         "    members: [hub, inner]\n"
+                         "    deployment: releases\n"
+                         "  - name: inner\n"
+                         "    members: [releases]\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+  EXPECT_EQ(config->virtuals[0].deployment, "releases");
+}
+
+TEST(ConfigTest, RejectsInvalidVirtualRepositories) {
+  const std::vector<InvalidCase> cases = {
+      {"virtuals not a list", withRemote("virtuals: all\n"),
+       "virtuals: must be a list of virtual repositories"},
+      {"entry not a mapping", withVirtuals("  - all\n"),
+       "virtuals[0]: must be a mapping of keys to values"},
+      {"unknown key", withVirtuals("  - name: all\n    members: [hub]\n    deploy: builds\n"),
+       "virtuals[0].deploy: unknown key"},
+      {"without name", withVirtuals("  - members: [hub]\n"), "virtuals[0].name: is required"},
+      {"name invalid", withVirtuals("  - name: All\n    members: [hub]\n"),
+       R"(virtuals[0].name: "All" is not a valid repository name)"},
+      {"name of a remote", withVirtuals("  - name: hub\n    members: [builds]\n"),
+       R"(virtuals[0].name: "hub" is already the name of a remote)"},
+      {"name of a local repository", withVirtuals("  - name: builds\n    members: [hub]\n"),
+       R"(virtuals[0].name: "builds" is already the name of a local repository)"},
+      {"name repeated",
+       withVirtuals("  - name: all\n    members: [hub]\n  - name: all\n    members: [builds]\n"),
+       R"(virtuals[1].name: "all" is already the name of another virtual repository)"},
+      {"without members", withVirtuals("  - name: all\n"),
+       "virtuals[0].members: is required; list the keys of the repositories to read from"},
+      {"members empty", withVirtuals("  - name: all\n    members: []\n"),
+       "virtuals[0].members: must list at least one repository"},
+      {"members a scalar", withVirtuals("  - name: all\n    members: hub\n"),
+       "virtuals[0].members: must be a list of repository keys"},
+      {"member a mapping", withVirtuals("  - name: all\n    members: [hub, {a: b}]\n"),
+       "virtuals[0].members[1]: must be a repository key"},
+      {"member listed twice", withVirtuals("  - name: all\n    members: [hub, builds, hub]\n"),
+       R"(virtuals[0].members[2]: "hub" is listed twice)"},
+      {"unknown member", withVirtuals("  - name: all\n    members: [hub, builds, nope]\n"),
+       R"(virtuals[0].members[2]: "nope" names no repository; the repositories are hub, )"
+       R"(builds, releases, all)"},
+      {"unknown member of a later virtual",
+       withVirtuals("  - name: all\n    members: [inner]\n  - name: inner\n    members: [nope]\n"),
+       R"(virtuals[1].members[0]: "nope" names no repository)"},
+      {"member of itself", withVirtuals("  - name: all\n    members: [hub, all]\n"),
+       R"(virtuals[0].members: "all" -> "all" is a cycle)"},
+      {"cycle of two",
+       withVirtuals("  - name: a\n    members: [b]\n  - name: b\n    members: [hub, a]\n"),
+       R"(virtuals[0].members: "a" -> "b" -> "a" is a cycle)"},
+      {"cycle below a virtual outside it",
+       withVirtuals("  - name: a\n    members: [hub, b]\n"
+                    "  - name: b\n    members: [c]\n"
+                    "  - name: c\n    members: [builds, b]\n"),
+       R"(virtuals[1].members: "b" -> "c" -> "b" is a cycle)"},
+      {"cycle of three found past a branch",
+       withVirtuals("  - name: a\n    members: [d, b]\n"
+                    "  - name: b\n    members: [c]\n"
+                    "  - name: c\n    members: [a]\n"
+                    "  - name: d\n    members: [hub]\n"),
+       R"(virtuals[0].members: "a" -> "b" -> "c" -> "a" is a cycle)"},
+      {"deployment unknown",
+       withVirtuals("  - name: all\n    members: [builds]\n    deployment: nope\n"),
+       R"(virtuals[0].deployment: "nope" names no repository; the local repositories are )"
+       R"(builds, releases)"},
+      {"deployment a remote",
+       withVirtuals("  - name: all\n    members: [hub]\n    deployment: hub\n"),
+       R"(virtuals[0].deployment: "hub" is not a local repository)"},
+      {"deployment a virtual",
+       withVirtuals("  - name: all\n    members: [inner]\n    deployment: inner\n"
+                    "  - name: inner\n    members: [builds]\n"),
+       R"(virtuals[0].deployment: "inner" is not a local repository)"},
+      {"deployment not a member",
+       withVirtuals("  - name: all\n    members: [hub, builds]\n    deployment: releases\n"),
+       R"(virtuals[0].deployment: "releases" is not a member of "all"; add it to members)"},
+      {"deployment a list",
+       withVirtuals("  - name: all\n    members: [builds]\n    deployment: [builds]\n"),
+       "virtuals[0].deployment: must be a single value"},
+      {"default repository unknown with virtuals",
+       withVirtuals("  - name: all\n    members: [hub]\ndefault_repository: quay\n"),
+       R"(default_repository: "quay" names no repository; the repositories are hub, builds, )"
+       R"(releases, all)"},
+  };
+  for (const InvalidCase& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    const Expected<Config> config = parse(test_case.yaml);
+    ASSERT_FALSE(config.hasValue()) << test_case.yaml;
+    EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(config.status().message().starts_with(test_case.expected_message_start))
+        << "message: " << config.status().message()
+        << "\nexpected start: " << test_case.expected_message_start;
+  }
+}
+
+TEST(ConfigTest, NameClashReportedOnVirtual) {
+  // Virtual repositories are read after local ones, whatever the order in the file.
+  const Expected<Config> config =
+      parse(withRemote("virtuals:\n  - name: builds\n    members: [hub]\n"
+                       "locals:\n  - name: builds\n"));
+  ASSERT_FALSE(config.hasValue());
+  EXPECT_EQ(config.status().message(),
+            R"(virtuals[0].name: "builds" is already the name of a local repository)");
+}
+
+TEST(ConfigTest, FlattensMembersInOrder) {
+  struct Case {
+    std::string name;
+    std::string virtuals;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases = {
+      {"direct members keep their order",
+       "  - name: all\n    members: [releases, hub, builds]\n",
+       {"releases", "hub", "builds"}},
+      {"nested virtual expands in place",
+       "  - name: all\n    members: [builds, inner, hub]\n"
+       "  - name: inner\n    members: [releases]\n",
+       {"builds", "releases", "hub"}},
+      {"duplicate kept at first position",
+       "  - name: all\n    members: [hub, inner]\n"
+       "  - name: inner\n    members: [releases, hub, builds]\n",
+       {"hub", "releases", "builds"}},
+      {"two levels of nesting",
+       "  - name: all\n    members: [mid]\n"
+       "  - name: mid\n    members: [low, hub]\n"
+       "  - name: low\n    members: [builds, releases]\n",
+       {"builds", "releases", "hub"}},
+      {"virtual listed through two paths",
+       "  - name: all\n    members: [left, right]\n"
+       "  - name: left\n    members: [low]\n"
+       "  - name: right\n    members: [hub, low]\n"
+       "  - name: low\n    members: [builds]\n",
+       {"builds", "hub"}},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    const Expected<Config> config = parse(withVirtuals(test_case.virtuals));
+    ASSERT_TRUE(config.hasValue()) << config.status().toString();
+    EXPECT_EQ(flattenMembers(*config, config->virtuals[0]), test_case.expected);
+  }
+}
+
 TEST(ConfigTest, ZeroScrubValuesAccepted) {
   // A rate of 0 turns the scrub off, and an interval of 0s starts the next pass without a wait.
   const Expected<Config> config =
@@ -672,6 +843,11 @@ TEST(ConfigTest, ShippedConfigLoads) {
 
   ASSERT_EQ(config->locals.size(), 1u);
   EXPECT_EQ(config->locals[0].name, "local");
+
+  ASSERT_EQ(config->virtuals.size(), 1u);
+  EXPECT_EQ(config->virtuals[0].name, "all");
+  EXPECT_EQ(config->virtuals[0].members, (std::vector<std::string>{"local", "dockerhub"}));
+  EXPECT_EQ(config->virtuals[0].deployment, "local");
 }
 
 TEST(ConfigTest, ShippedConfigStatesDefaults) {
@@ -684,7 +860,8 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
       "storage:\n  data_dir: ../data\n"
       "remotes:\n  - name: dockerhub\n    url: https://registry-1.docker.io\n"
       "    hosts: [docker.io, registry-1.docker.io]\n    library_prefix: true\n"
-      "locals:\n  - name: local\n",
+      "locals:\n  - name: local\n"
+      "virtuals:\n  - name: all\n    members: [local, dockerhub]\n    deployment: local\n",
       source_dir / "conf");
   ASSERT_TRUE(defaults.hasValue()) << defaults.status().toString();
 

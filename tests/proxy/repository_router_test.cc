@@ -84,6 +84,84 @@ TEST(RepositoryRouterTest, ResolvesLocalRepositories) {
   EXPECT_EQ(by_default->name, "alpine");
 }
 
+// twoRemotes() with local repositories "builds" and "releases" and virtual repositories
+// "all" (builds, inner, dockerhub) and "inner" (releases, office, builds).
+Config withVirtuals() {
+  Config config = twoRemotes();
+  LocalConfig builds;
+  builds.name = "builds";
+  LocalConfig releases;
+  releases.name = "releases";
+  config.locals = {builds, releases};
+  VirtualConfig all;
+  all.name = "all";
+  all.members = {"builds", "inner", "dockerhub"};
+  all.deployment = "builds";
+  VirtualConfig inner;
+  inner.name = "inner";
+  inner.members = {"releases", "office", "builds"};
+  config.virtuals = {all, inner};
+  return config;
+}
+
+TEST(RepositoryRouterTest, ResolvesVirtualRepositoriesWithoutPrefix) {
+  Config config = withVirtuals();
+  RepositoryRouter router(config);
+
+  Expected<RoutedName> routed = router.resolve("all/alpine", std::nullopt);
+  ASSERT_TRUE(routed.hasValue()) << routed.status().toString();
+  EXPECT_EQ(routed->kind, RepositoryKind::kVirtual);
+  EXPECT_EQ(routed->index, 0u);
+  // The members add "library/" themselves, each as configured.
+  EXPECT_EQ(routed->name, "alpine");
+
+  Expected<RoutedName> nested = router.resolve("inner/team/app", std::nullopt);
+  ASSERT_TRUE(nested.hasValue()) << nested.status().toString();
+  EXPECT_EQ(nested->kind, RepositoryKind::kVirtual);
+  EXPECT_EQ(nested->index, 1u);
+  EXPECT_EQ(nested->name, "team/app");
+
+  config.default_repository = "all";
+  Expected<RoutedName> by_default = router.resolve("redis", std::nullopt);
+  ASSERT_TRUE(by_default.hasValue()) << by_default.status().toString();
+  EXPECT_EQ(by_default->kind, RepositoryKind::kVirtual);
+  EXPECT_EQ(by_default->index, 0u);
+  EXPECT_EQ(by_default->name, "redis");
+}
+
+TEST(RepositoryRouterTest, FlattensVirtualMembers) {
+  Config config = withVirtuals();
+  RepositoryRouter router(config);
+
+  // all = builds, inner (releases, office, builds), dockerhub: builds comes once, first.
+  std::vector<RoutedName> members = router.flattenedMembers(0);
+  ASSERT_EQ(members.size(), 4u);
+  EXPECT_EQ(members[0].kind, RepositoryKind::kLocal);
+  EXPECT_EQ(members[0].index, 0u);
+  EXPECT_EQ(members[1].kind, RepositoryKind::kLocal);
+  EXPECT_EQ(members[1].index, 1u);
+  EXPECT_EQ(members[2].kind, RepositoryKind::kRemote);
+  EXPECT_EQ(members[2].index, 1u);
+  EXPECT_EQ(members[3].kind, RepositoryKind::kRemote);
+  EXPECT_EQ(members[3].index, 0u);
+
+  std::vector<RoutedName> inner = router.flattenedMembers(1);
+  ASSERT_EQ(inner.size(), 3u);
+  EXPECT_EQ(inner[0].kind, RepositoryKind::kLocal);
+  EXPECT_EQ(inner[0].index, 1u);
+  EXPECT_EQ(inner[1].kind, RepositoryKind::kRemote);
+  EXPECT_EQ(inner[1].index, 1u);
+  EXPECT_EQ(inner[2].kind, RepositoryKind::kLocal);
+  EXPECT_EQ(inner[2].index, 0u);
+}
+
+TEST(RepositoryRouterTest, NameInRemoteFollowsLibraryPrefix) {
+  Config config = twoRemotes();
+  EXPECT_EQ(nameInRemote(config.remotes[0], "alpine"), "library/alpine");
+  EXPECT_EQ(nameInRemote(config.remotes[0], "grafana/grafana"), "grafana/grafana");
+  EXPECT_EQ(nameInRemote(config.remotes[1], "alpine"), "alpine");
+}
+
 TEST(RepositoryRouterTest, RejectsUnknownNsWithoutFallingBack) {
   Config config = twoRemotes();
   RepositoryRouter router(config);
