@@ -414,7 +414,8 @@ class ConfigReader {
     OUTPOST_RETURN_IF_ERROR(
         checkKeys(node, "storage",
                   {"data_dir", "scrub_bytes_per_second", "scrub_interval", "disk_budget_bytes",
-                   "high_watermark_percent", "low_watermark_percent", "upload_idle_timeout"}));
+                   "high_watermark_percent", "low_watermark_percent", "upload_idle_timeout",
+                   "gc_interval", "gc_grace_period"}));
     bool is_set = false;
     std::string data_dir;
     OUTPOST_RETURN_IF_ERROR(readString(node, "storage", "data_dir", &data_dir, &is_set));
@@ -441,6 +442,10 @@ class ConfigReader {
                                           &storage->low_watermark_percent));
     OUTPOST_RETURN_IF_ERROR(
         readDuration(node, "storage", "upload_idle_timeout", 1, &storage->upload_idle_timeout_ms));
+    OUTPOST_RETURN_IF_ERROR(
+        readDuration(node, "storage", "gc_interval", 0, &storage->gc_interval_ms));
+    OUTPOST_RETURN_IF_ERROR(
+        readDuration(node, "storage", "gc_grace_period", 0, &storage->gc_grace_period_ms));
     if (storage->low_watermark_percent >= storage->high_watermark_percent) {
       return invalidAt("storage.low_watermark_percent",
                        std::to_string(storage->low_watermark_percent) +

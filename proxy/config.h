@@ -125,6 +125,12 @@ struct StorageConfig {
   uint32_t low_watermark_percent = 80;
   // Time an upload session may go without a request before it is removed with its bytes.
   int64_t upload_idle_timeout_ms = int64_t{24} * 60 * 60 * 1000;
+  // Time between scheduled garbage collections of local repository content, from the end of
+  // one to the start of the next. 0 runs it only on request (POST /api/v1/gc).
+  int64_t gc_interval_ms = 0;
+  // Unreferenced local content younger than this stays, so that an upload whose manifest is
+  // not pushed yet survives a garbage collection.
+  int64_t gc_grace_period_ms = int64_t{60} * 60 * 1000;
 };
 
 struct LogConfig {

@@ -230,6 +230,8 @@ void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
       [this, outcome, image, tag, digest, shared_references, shared_body, served_blob] {
         storage::Index& index = *context_.index;
         const ManifestReferences& refs = *shared_references;
+        // Taken before manifest_write_mutex_, as every holder of both does.
+        std::shared_lock push_lock = context_.collector->lockForPush();
         std::lock_guard lock(manifest_write_mutex_);
 
         // Blobs that the image gets with this manifest, because a virtual repository serves them.

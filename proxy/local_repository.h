@@ -14,7 +14,8 @@
 //   3. manifest PUT: check the JSON and that every referenced blob and child manifest is in the
 //      image, then write the manifest, the image's link to it and the tag in one synced batch.
 // A crash between steps leaves at most a held blob that no image references, which garbage
-// collection removes.
+// collection removes. Steps 2 and 3, and mounts, hold the collector's push lock from their
+// checks to their writes, so that a sweep never removes what they have just referenced.
 //
 // One object serves every loop. Index writes run on the thread pool (runBlocking). Manifest
 // writes of one repository are serialized, so that a tag's immutability check and its write
@@ -35,6 +36,7 @@
 #include "proxy/http_server.h"
 #include "proxy/metrics.h"
 #include "storage/blob_store.h"
+#include "storage/garbage_collector.h"
 #include "storage/index.h"
 #include "storage/upload_store.h"
 
@@ -48,6 +50,7 @@ struct LocalContext {
   cache::DiskBudget* disk_budget;
   Metrics* metrics;
   const Clock* clock;
+  storage::GarbageCollector* collector;
 };
 
 // An image as a request addresses it: `name` within the repository, and `path_name` as the

@@ -202,6 +202,7 @@ void LocalRepository::mountBlob(const std::shared_ptr<Exchange>& exchange, const
   runBlocking(
       exchange->loop().uv(),
       [this, failure, mounted, image, digest] {
+        std::shared_lock push_lock = context_.collector->lockForPush();
         // Held first: once held, the blob's file is never evicted, so the check after it holds.
         if (Status held = context_.disk_budget->hold(digest); !held.isOk()) {
           *failure = held;
@@ -343,6 +344,7 @@ void LocalRepository::completeUpload(const std::shared_ptr<Exchange>& exchange,
   runBlocking(
       exchange->loop().uv(),
       [this, failure, failed_step, image, id, digest] {
+        std::shared_lock push_lock = context_.collector->lockForPush();
         // Held before the commit, so that an eviction running now cannot remove a file the
         // commit finds already in place.
         if (Status held = context_.disk_budget->hold(digest); !held.isOk()) {

@@ -3,6 +3,7 @@
 //   outpost serve --config FILE     run the registry until SIGTERM or SIGINT
 //   outpost check-config --config FILE
 //   outpost fsck --config FILE [--repair] [--verify-digests]
+//   outpost gc [--dry-run] [--server URL]
 //   outpost version
 #include <signal.h>
 
@@ -160,6 +161,18 @@ int serve(const std::string& config_path, const std::string& log_level_override)
     proxy::EventLoop* raw = loop.get();
     raw->start([&service, raw] { service.startLoop(*raw); });
   }
+  // Started before the listener, so that the first POST /api/v1/gc finds it running.
+  if (Status status = service.garbageCollection().start(); !status.isOk()) {
+    log::storage().error("garbage collection failed to start error=\"{}\"", status.toString());
+  } else if (config->storage.gc_interval_ms > 0) {
+    log::storage().info("garbage collection scheduled interval_ms={} grace_period_ms={}",
+                        config->storage.gc_interval_ms, config->storage.gc_grace_period_ms);
+  } else {
+    log::storage().info(
+        "garbage collection runs on request only because storage.gc_interval is 0s "
+        "grace_period_ms={}",
+        config->storage.gc_grace_period_ms);
+  }
   server.start();
   if (Status status = service.diskBudget().start(); !status.isOk()) {
     log::cache().error("disk budget failed to start error=\"{}\"", status.toString());
@@ -182,6 +195,7 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   if (scrubber) {
     scrubber->stop();
   }
+  service.garbageCollection().stop();
   service.diskBudget().stop();
 
   std::promise<void> drained;
@@ -402,6 +416,55 @@ int tagUnpin(const std::string& server, const std::string& reference_text) {
   return 0;
 }
 
+// Maximum wait for the report of `outpost gc`, because the server sends it when the run ends.
+constexpr int kGcTimeoutMs = 60 * 60 * 1000;
+
+// Prints a garbage collection report. A dry run also lists the digests it would remove.
+void printGcReport(const nlohmann::json& report, bool dry_run) {
+  auto count = [&report](const char* key) {
+    return std::to_string(report.value(key, uint64_t{0}));
+  };
+  const char* verb = dry_run ? "to remove" : "removed";
+  if (dry_run) {
+    std::printf("dry run: nothing was removed\n");
+  }
+  std::printf("blobs %s:      %s (%s bytes)\n", verb, count("blobs_removed").c_str(),
+              count("bytes_removed").c_str());
+  std::printf("manifests %s:  %s\n", verb, count("manifests_removed").c_str());
+  std::printf("referrers %s:  %s\n", verb, count("referrers_removed").c_str());
+  std::printf("holds without a blob %s: %s\n", verb, count("holds_removed").c_str());
+  std::printf("blobs kept by the grace period: %s\n", count("blobs_in_grace").c_str());
+  std::printf("manifests read: %s, blobs referenced: %s, duration: %s ms\n",
+              count("manifests_marked").c_str(), count("blobs_marked").c_str(),
+              count("duration_ms").c_str());
+  if (!dry_run) {
+    return;
+  }
+
+  const std::pair<const char*, const char*> lists[] = {{"removed_blobs", "blob"},
+                                                       {"removed_manifests", "manifest"}};
+  for (const auto& [key, kind] : lists) {
+    for (const nlohmann::json& digest : report.value(key, nlohmann::json::array())) {
+      std::printf("%s %s\n", kind, jsonText(digest).c_str());
+    }
+  }
+}
+
+int collectGarbage(const std::string& server, bool dry_run) {
+  Expected<proxy::AdminResponse> response = proxy::sendAdminRequest(
+      server, "POST", dry_run ? "/api/v1/gc?dry_run=true" : "/api/v1/gc", "", kGcTimeoutMs);
+  if (!response || response->status != 200) {
+    return reportAdminFailure(response);
+  }
+  nlohmann::json report = nlohmann::json::parse(response->body, nullptr, false);
+  if (!report.is_object() || !report.contains("blobs_removed")) {
+    std::fprintf(stderr, "outpost: the server sent a report that is not valid JSON\n");
+    return 1;
+  }
+  printGcReport(report, dry_run);
+  return 0;
+}
+
 }  // namespace
 }  // namespace outpost
 
@@ -490,6 +553,20 @@ int main(int argc, char** argv) {
   tag->footer("Exit status: 0 on success, 1 when the server failed or rejected the request, 2 on "
               "a usage error.");
 
+  bool gc_dry_run = false;
+  CLI::App* gc = app.add_subcommand(
+      "gc",
+      "Remove the blobs and manifests that no image of a local repository references any more, "
+      "through a running server's admin API, and print what was removed. Content added within "
+      "storage.gc_grace_period stays. Waits up to an hour for the run to end");
+  gc->add_flag("--dry-run", gc_dry_run,
+               "Report what a run would remove, with the digests, and remove nothing");
+  gc->add_option("-s,--server", server_url, "The server's address, http://host:port")
+      ->capture_default_str();
+  gc->footer(
+      "Exit status: 0 on success, 1 when the server failed, rejected the request or is "
+      "already collecting, 2 on a usage error.");
+
   CLI::App* version = app.add_subcommand("version", "Print the version and exit");
 
   bool is_known_command = false;
@@ -528,6 +605,9 @@ int main(int argc, char** argv) {
   }
   if (tag_unpin->parsed()) {
     return outpost::tagUnpin(server_url, tag_reference);
+  }
+  if (gc->parsed()) {
+    return outpost::collectGarbage(server_url, gc_dry_run);
   }
   if (version->parsed()) {
     std::printf("outpost %s\n", outpost::kVersion);

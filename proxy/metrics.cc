@@ -96,6 +96,25 @@ void Metrics::appendDiskBudget(std::string& out) const {
                 counters.eviction_failures.load());
 }
 
+void Metrics::appendGcCounters(std::string& out) const {
+  static const storage::GcCounters kNoGc;
+  const storage::GcCounters& gc = gc_counters_ ? *gc_counters_ : kNoGc;
+  appendCounter(out, "outpost_gc_runs_total",
+                "Garbage collection runs of local repository content that finished, dry runs "
+                "included.",
+                gc.runs.load());
+  appendCounter(out, "outpost_gc_failures_total", "Garbage collection runs that failed.",
+                gc.failures.load());
+  appendCounter(out, "outpost_gc_blobs_removed_total",
+                "Blobs that garbage collection removed with their files.", gc.blobs_removed.load());
+  appendCounter(out, "outpost_gc_bytes_removed_total",
+                "Bytes of the blobs that garbage collection removed.", gc.bytes_removed.load());
+  appendCounter(out, "outpost_gc_manifests_removed_total",
+                "Manifest records that garbage collection removed.", gc.manifests_removed.load());
+  appendGauge(out, "outpost_gc_running", "1 while a garbage collection runs, else 0.",
+              gc.running.load());
+}
+
 std::string Metrics::render(const ServerCounters& server) const {
   std::string out;
   out.reserve(8192);
@@ -141,6 +160,7 @@ std::string Metrics::render(const ServerCounters& server) const {
 
   appendScrubCounters(out);
   appendDiskBudget(out);
+  appendGcCounters(out);
 
   out.append("# HELP outpost_upstream_requests_total Requests sent to upstream registries.\n");
   out.append("# TYPE outpost_upstream_requests_total counter\n");

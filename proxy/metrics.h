@@ -14,6 +14,7 @@
 
 #include "cache/disk_budget.h"
 #include "proxy/http_server.h"
+#include "storage/garbage_collector.h"
 #include "storage/scrubber.h"
 
 namespace outpost::proxy {
@@ -63,23 +64,27 @@ class Metrics {
   void setScrubCounters(const storage::ScrubCounters* counters) { scrub_counters_ = counters; }
   // Adds the disk budget's usage and evictions to render(). `budget` must outlive this object.
   void setDiskBudget(const cache::DiskBudget* budget) { disk_budget_ = budget; }
+  // Adds the garbage collection's counters to render(). `counters` must outlive this object.
+  void setGcCounters(const storage::GcCounters* counters) { gc_counters_ = counters; }
 
   // Renders every counter, with the server's connection and byte counters.
   std::string render(const ServerCounters& server) const;
 
  private:
-  static constexpr std::array<int, 22> kStatuses = {200, 201, 202, 204, 206, 301, 302, 307,
-                                                    400, 401, 403, 404, 405, 408, 413, 416,
-                                                    429, 431, 500, 502, 503, 504};
+  static constexpr std::array<int, 23> kStatuses = {200, 201, 202, 204, 206, 301, 302, 307,
+                                                    400, 401, 403, 404, 405, 408, 409, 413,
+                                                    416, 429, 431, 500, 502, 503, 504};
   static constexpr size_t kOtherStatus = kStatuses.size();
 
   void appendScrubCounters(std::string& out) const;
   void appendDiskBudget(std::string& out) const;
+  void appendGcCounters(std::string& out) const;
 
   std::array<std::array<std::atomic<uint64_t>, kStatuses.size() + 1>, kRouteCount> requests_{};
   std::vector<std::unique_ptr<RemoteCounters>> remotes_;
   const storage::ScrubCounters* scrub_counters_ = nullptr;
   const cache::DiskBudget* disk_budget_ = nullptr;
+  const storage::GcCounters* gc_counters_ = nullptr;
 };
 
 }  // namespace outpost::proxy

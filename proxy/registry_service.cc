@@ -45,16 +45,20 @@ RegistryService::RegistryService(const Config& config, storage::BlobStore& store
           cache::DiskBudgetOptions{.budget_bytes = config.storage.disk_budget_bytes,
                                    .high_watermark_percent = config.storage.high_watermark_percent,
                                    .low_watermark_percent = config.storage.low_watermark_percent}),
+      garbage_collection_(index, store, clock, config.storage.gc_interval_ms,
+                          config.storage.gc_grace_period_ms),
       router_(config),
       uploads_(uploads),
       tag_admin_(config, index, clock, locals_) {
   metrics_.setDiskBudget(&disk_budget_);
+  metrics_.setGcCounters(&garbage_collection_.collector().counters());
   RemoteContext context{&store_,  &index_,          &fills_,          &disk_budget_,
                         &metrics_, &clock_, config_.upstream, loop_count};
   for (const RemoteConfig& remote : config_.remotes) {
     remotes_.push_back(std::make_unique<RemoteRepository>(remote, context));
   }
   LocalContext local_context{&store_, &index_, &uploads_, &disk_budget_, &metrics_, &clock_};
+  local_context.collector = &garbage_collection_.collector();
   for (const LocalConfig& local : config_.locals) {
     locals_.push_back(std::make_unique<LocalRepository>(local, local_context));
     locals_.back()->setMountSourceCheck([this](std::string_view from, const Digest& digest) {
@@ -198,6 +202,10 @@ void RegistryService::handle(const std::shared_ptr<Exchange>& exchange) {
   }
   if (path.starts_with("/api/v1/")) {
     exchange->setRouteLabel(static_cast<uint8_t>(Route::kAdmin));
+    if (path == "/api/v1/gc") {
+      garbage_collection_.handle(exchange);
+      return;
+    }
     tag_admin_.handle(exchange, path.substr(8));
     return;
   }

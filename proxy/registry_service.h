@@ -15,6 +15,7 @@
 #include "cache/fill_registry.h"
 #include "proxy/config.h"
 #include "proxy/event_loop.h"
+#include "proxy/garbage_collection_service.h"
 #include "proxy/grammar.h"
 #include "proxy/http_server.h"
 #include "proxy/local_repository.h"
@@ -51,6 +52,8 @@ class RegistryService {
   Metrics& metrics() { return metrics_; }
   // Keeps the data folder within storage.disk_budget_bytes. The caller starts and stops it.
   cache::DiskBudget& diskBudget() { return disk_budget_; }
+  // Garbage collection of local repository content. The caller starts and stops it.
+  GarbageCollectionService& garbageCollection() { return garbage_collection_; }
 
  private:
   struct Resolved {
@@ -88,6 +91,7 @@ class RegistryService {
   Metrics metrics_;
   cache::FillRegistry fills_;
   cache::DiskBudget disk_budget_;
+  GarbageCollectionService garbage_collection_;
   RepositoryRouter router_;
   storage::UploadStore& uploads_;
   std::vector<std::unique_ptr<RemoteRepository>> remotes_;  // in the order of Config::remotes

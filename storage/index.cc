@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <span>
 #include <system_error>
 #include <utility>
 
@@ -132,6 +133,24 @@ std::string linkKey(std::string_view repository, const Digest& digest) {
   key.push_back('\0');
   key.append(digest.str());
   return key;
+}
+
+// Splits `key` at its NUL separators into exactly parts.size() components. False when it has
+// another number of them.
+bool splitKey(std::string_view key, std::span<std::string_view> parts) {
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    size_t separator = key.find('\0');
+    if (separator == std::string_view::npos) {
+      return false;
+    }
+    parts[i] = key.substr(0, separator);
+    key.remove_prefix(separator + 1);
+  }
+  if (key.find('\0') != std::string_view::npos) {
+    return false;
+  }
+  parts.back() = key;
+  return true;
 }
 
 std::string tagLogFields(std::string_view repository, std::string_view name, std::string_view tag) {
@@ -287,6 +306,12 @@ void Index::Batch::putLocalManifest(std::string_view repository, std::string_vie
 void Index::Batch::putHeldBlob(const Digest& digest) {
   add(kHeldBlobs, digest.str(), std::string(1, static_cast<char>(kIndexRecordVersion)));
 }
+
+void Index::Batch::deleteHeldBlob(const Digest& digest) { add(kHeldBlobs, digest.str(), {}, true); }
+
+void Index::Batch::deleteBlob(const Digest& digest) { add(kBlobs, digest.str(), {}, true); }
+
+void Index::Batch::deleteManifest(const Digest& digest) { add(kManifests, digest.str(), {}, true); }
 
 void Index::Batch::putTagChange(std::string_view repository, std::string_view name,
                                 std::string_view tag, const TagChangeRecord& record) {
@@ -862,6 +887,99 @@ Status Index::forEachLocalManifest(
   return fromRocksStatus("iterating local manifests failed repo=" + std::string(repository) +
                              " name=" + std::string(name),
                          it->status());
+}
+
+Status Index::forEachLocalContent(ColumnFamily family, const LocalContentFn& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[family]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    std::array<std::string_view, 3> parts;
+    Expected<Digest> digest = splitKey(key, parts) ? Digest::parse(parts[2])
+                                                   : Expected<Digest>(corruption("malformed key"));
+    Expected<ContentRecord> record = decodeContentRecord(it->value().ToStringView());
+    if (!digest || !record) {
+      log::storage().error("damaged {} record skipped key={} error={}", kColumnFamilyNames[family],
+                           key, (!digest ? digest.status() : record.status()).toString());
+      continue;
+    }
+    if (!fn(parts[0], parts[1], *digest, *record)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus(std::string("iterating ") + kColumnFamilyNames[family] + " records failed",
+                         it->status());
+}
+
+Status Index::forEachLocalBlob(const LocalContentFn& fn) const {
+  return forEachLocalContent(kLocalBlobs, fn);
+}
+
+Status Index::forEachLocalManifest(const LocalContentFn& fn) const {
+  return forEachLocalContent(kLocalManifests, fn);
+}
+
+Status Index::forEachHeldBlob(const std::function<bool(const Digest&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kHeldBlobs]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    Expected<Digest> digest = Digest::parse(key);
+    if (!digest) {
+      log::storage().error("damaged held blob record skipped key={} error={}", key,
+                           digest.status().toString());
+      continue;
+    }
+    if (!fn(*digest)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus("iterating held blob records failed", it->status());
+}
+
+Status Index::forEachLink(
+    const std::function<bool(std::string_view repository, const Digest& digest)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kLinks]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    std::array<std::string_view, 2> parts;
+    Expected<Digest> digest = splitKey(key, parts) ? Digest::parse(parts[1])
+                                                   : Expected<Digest>(corruption("malformed key"));
+    if (!digest) {
+      log::storage().error("damaged link record skipped key={} error={}", key,
+                           digest.status().toString());
+      continue;
+    }
+    if (!fn(parts[0], *digest)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus("iterating link records failed", it->status());
+}
+
+Status Index::forEachReferrer(
+    const std::function<bool(std::string_view repository, std::string_view name,
+                             const Digest& subject, const Digest& referrer)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kReferrers]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    std::array<std::string_view, 4> parts;
+    if (!splitKey(key, parts)) {
+      log::storage().error("damaged referrers record skipped key={}", key);
+      continue;
+    }
+    Expected<Digest> subject = Digest::parse(parts[2]);
+    Expected<Digest> referrer = Digest::parse(parts[3]);
+    if (!subject || !referrer) {
+      log::storage().error("damaged referrers record skipped key={} error={}", key,
+                           (!subject ? subject.status() : referrer.status()).toString());
+      continue;
+    }
+    if (!fn(parts[0], parts[1], *subject, *referrer)) {
+      return Status::ok();
+    }
+  }
+  return fromRocksStatus("iterating referrers records failed", it->status());
 }
 
 void Index::touchBlob(const Digest& digest, int64_t now_ms) {

@@ -108,6 +108,7 @@ class Index {
     void putLocalManifest(std::string_view repository, std::string_view name, const Digest& digest,
                           const ContentRecord& record);
     void putHeldBlob(const Digest& digest);
+    void deleteHeldBlob(const Digest& digest);
     void putTagChange(std::string_view repository, std::string_view name, std::string_view tag,
                       const TagChangeRecord& record);
     void putPinnedTag(std::string_view repository, std::string_view name, std::string_view tag,
@@ -122,6 +123,10 @@ class Index {
     void deleteLocalBlob(std::string_view repository, std::string_view name, const Digest& digest);
     void deleteLocalManifest(std::string_view repository, std::string_view name,
                              const Digest& digest);
+    // Blob and manifest records, for garbage collection. A blob record goes before its file
+    // (BlobStore::remove), as Index::deleteBlob requires.
+    void deleteBlob(const Digest& digest);
+    void deleteManifest(const Digest& digest);
 
     // Puts made so far, a rejected one included.
     size_t size() const { return put_count_; }
@@ -246,6 +251,22 @@ class Index {
       std::string_view repository, std::string_view name,
       const std::function<bool(const Digest&, const ContentRecord&)>& fn) const;
 
+  // Full scans for garbage collection. Each calls `fn` for every record of its column family in
+  // key order until `fn` returns false, reading from a snapshot taken at the call. A damaged
+  // record is logged and skipped. BLOCKING: each reads the whole column family from the disk.
+  using LocalContentFn = std::function<bool(std::string_view repository, std::string_view name,
+                                            const Digest& digest, const ContentRecord& record)>;
+  // The blobs of every image of every local repository.
+  Status forEachLocalBlob(const LocalContentFn& fn) const;
+  // The manifests of every image of every local repository.
+  Status forEachLocalManifest(const LocalContentFn& fn) const;
+  Status forEachHeldBlob(const std::function<bool(const Digest&)>& fn) const;
+  Status forEachLink(
+      const std::function<bool(std::string_view repository, const Digest& digest)>& fn) const;
+  Status forEachReferrer(
+      const std::function<bool(std::string_view repository, std::string_view name,
+                               const Digest& subject, const Digest& referrer)>& fn) const;
+
   // Applies every put of `batch` atomically, as one RocksDB WriteBatch: after a crash either
   // all of them are in the index or none is. A later put of the same key wins over an earlier
   // one. kInvalidArgument, with nothing written, when the batch rejected a put. The message
@@ -290,6 +311,7 @@ class Index {
  private:
   Expected<ContentRecord> getLocalContent(ColumnFamily family, std::string_view repository,
                                           std::string_view name, const Digest& digest) const;
+  Status forEachLocalContent(ColumnFamily family, const LocalContentFn& fn) const;
   // Reads `key` from `family`. kNotFound when absent.
   Expected<std::string> readValue(ColumnFamily family, std::string_view key) const;
   // Adds the puts of `batch` to `out`.

@@ -75,6 +75,8 @@ TEST(ConfigTest, DefaultsWithMinimalConfig) {
   EXPECT_EQ(config->storage.data_dir, "/etc/outpost/data");
   EXPECT_EQ(config->storage.scrub_bytes_per_second, 8388608u);
   EXPECT_EQ(config->storage.scrub_interval_ms, 86400000);
+  EXPECT_EQ(config->storage.gc_interval_ms, 0);
+  EXPECT_EQ(config->storage.gc_grace_period_ms, 3600000);
   EXPECT_EQ(config->log.level, "info");
   EXPECT_EQ(config->default_repository, "hub");
 
@@ -452,6 +454,16 @@ TEST(ConfigTest, RejectsInvalidValues) {
        R"(locals[0].max_manifest_bytes: "10" is not a whole number from 1024 to 67108864)"},
       {"upload idle timeout zero", withRemote("storage:\n  upload_idle_timeout: 0s\n"),
        R"(storage.upload_idle_timeout: "0s" must be more than zero)"},
+      {"gc interval without unit", withRemote("storage:\n  gc_interval: 3600\n"),
+       R"(storage.gc_interval: "3600" has no unit)"},
+      {"gc interval negative", withRemote("storage:\n  gc_interval: -1h\n"),
+       R"(storage.gc_interval: "-1h" is not a duration)"},
+      {"gc grace period in days", withRemote("storage:\n  gc_grace_period: 2d\n"),
+       R"(storage.gc_grace_period: "2d" has an unknown unit)"},
+      {"gc grace period a list", withRemote("storage:\n  gc_grace_period: [1h]\n"),
+       "storage.gc_grace_period: must be a single value"},
+      {"gc key misspelt", withRemote("storage:\n  gc_grace: 1h\n"),
+       "storage.gc_grace: unknown key"},
 
       // YAML syntax.
       {"unterminated flow sequence", withRemote("log: [a, b\n"), "invalid YAML at line"},
@@ -683,6 +695,26 @@ TEST(ConfigTest, ZeroScrubValuesAccepted) {
   EXPECT_EQ(config->storage.scrub_interval_ms, 0);
 }
 
+TEST(ConfigTest, ReadsGcSchedule) {
+  const Expected<Config> config =
+      parse(withRemote("storage:\n  gc_interval: 6h\n  gc_grace_period: 90m\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+
+  EXPECT_EQ(config->storage.gc_interval_ms, 6 * 60 * 60 * 1000);
+  EXPECT_EQ(config->storage.gc_grace_period_ms, 90 * 60 * 1000);
+}
+
+TEST(ConfigTest, ZeroGcValuesAccepted) {
+  // An interval of 0s runs garbage collection only on request; a grace period of 0s keeps nothing
+  // back.
+  const Expected<Config> config =
+      parse(withRemote("storage:\n  gc_interval: 0s\n  gc_grace_period: 0s\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+
+  EXPECT_EQ(config->storage.gc_interval_ms, 0);
+  EXPECT_EQ(config->storage.gc_grace_period_ms, 0);
+}
+
 TEST(ConfigTest, AcceptsBooleanSpellings) {
   for (const std::string spelling : {"true", "True", "TRUE"}) {
     SCOPED_TRACE(spelling);
@@ -889,6 +921,8 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
   EXPECT_EQ(shipped->storage.high_watermark_percent, defaults->storage.high_watermark_percent);
   EXPECT_EQ(shipped->storage.low_watermark_percent, defaults->storage.low_watermark_percent);
   EXPECT_EQ(shipped->storage.upload_idle_timeout_ms, defaults->storage.upload_idle_timeout_ms);
+  EXPECT_EQ(shipped->storage.gc_interval_ms, defaults->storage.gc_interval_ms);
+  EXPECT_EQ(shipped->storage.gc_grace_period_ms, defaults->storage.gc_grace_period_ms);
   ASSERT_EQ(shipped->locals.size(), 1u);
   EXPECT_EQ(shipped->locals[0].allow_delete, defaults->locals[0].allow_delete);
   EXPECT_EQ(shipped->locals[0].immutable_tags, defaults->locals[0].immutable_tags);

@@ -51,5 +51,46 @@ TEST(MetricsTest, ScrubCountersZeroWhenOff) {
   EXPECT_NE(text.find("\noutpost_scrub_passes_total 0\n"), std::string::npos) << text;
 }
 
+TEST(MetricsTest, RendersGcCounters) {
+  storage::GcCounters gc;
+  gc.runs = 4;
+  gc.failures = 1;
+  gc.blobs_removed = 9;
+  gc.bytes_removed = 123456;
+  gc.manifests_removed = 2;
+  gc.running = 1;
+  Metrics metrics;
+  metrics.setGcCounters(&gc);
+  ServerCounters server;
+
+  const std::string text = metrics.render(server);
+
+  const std::vector<MetricLine> lines = {
+      {"runs", "\noutpost_gc_runs_total 4\n"},
+      {"failures", "\noutpost_gc_failures_total 1\n"},
+      {"blobs", "\noutpost_gc_blobs_removed_total 9\n"},
+      {"bytes", "\noutpost_gc_bytes_removed_total 123456\n"},
+      {"manifests", "\noutpost_gc_manifests_removed_total 2\n"},
+      {"running", "\noutpost_gc_running 1\n"},
+      {"gauge", "\n# TYPE outpost_gc_running gauge\n"},
+  };
+  for (const MetricLine& line : lines) {
+    SCOPED_TRACE(line.name);
+    EXPECT_NE(text.find(line.expected_line), std::string::npos) << text;
+  }
+}
+
+TEST(MetricsTest, CountsConflictStatus) {
+  Metrics metrics;
+  metrics.countRequest(Route::kAdmin, 409);
+  ServerCounters server;
+
+  const std::string text = metrics.render(server);
+
+  EXPECT_NE(text.find("outpost_requests_total{route=\"admin\",status=\"409\"} 1\n"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace outpost::proxy

@@ -813,6 +813,111 @@ TEST_F(IndexTest, HeldBlobsSurviveReopen) {
   EXPECT_FALSE(index_->isBlobHeld(kAlpineManifest));
 }
 
+TEST_F(IndexTest, LocalContentScansCoverEveryImage) {
+  Index::Batch batch;
+  batch.putLocalBlob("builds", "app", kLayer, {.added_ms = 1});
+  batch.putLocalBlob("builds", "team/app", kLayer, {.added_ms = 2});
+  batch.putLocalBlob("other", "app", kAlpineManifest, {.added_ms = 3});
+  batch.putLocalManifest("builds", "app", kAlpineManifest, {.added_ms = 4});
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  std::vector<std::string> blobs;
+  Status scanned = index_->forEachLocalBlob([&](std::string_view repository, std::string_view name,
+                                                const Digest& digest, const ContentRecord& record) {
+    blobs.push_back(std::string(repository) + " " + std::string(name) + " " + digest.str() + " " +
+                    std::to_string(record.added_ms));
+    return true;
+  });
+  ASSERT_TRUE(scanned.isOk()) << scanned.toString();
+  EXPECT_EQ(blobs, (std::vector<std::string>{"builds app " + kLayer.str() + " 1",
+                                             "builds team/app " + kLayer.str() + " 2",
+                                             "other app " + kAlpineManifest.str() + " 3"}));
+
+  std::vector<std::string> manifests;
+  scanned = index_->forEachLocalManifest([&](std::string_view repository, std::string_view name,
+                                             const Digest& digest, const ContentRecord&) {
+    manifests.push_back(std::string(repository) + " " + std::string(name) + " " + digest.str());
+    return true;
+  });
+  ASSERT_TRUE(scanned.isOk()) << scanned.toString();
+  EXPECT_EQ(manifests, std::vector<std::string>{"builds app " + kAlpineManifest.str()});
+}
+
+TEST_F(IndexTest, LocalContentScanSkipsDamagedKey) {
+  index_.reset();
+  putRaw("local_blobs", "builds\0no-digest"s, encodeContentRecord({.added_ms = 4}));
+  putRaw("local_blobs", "builds\0app\0"s + kLayer.str(), encodeContentRecord({.added_ms = 5}));
+  openIndex();
+
+  std::vector<Digest> seen;
+  Status scanned = index_->forEachLocalBlob(
+      [&](std::string_view, std::string_view, const Digest& digest, const ContentRecord&) {
+        seen.push_back(digest);
+        return true;
+      });
+  ASSERT_TRUE(scanned.isOk()) << scanned.toString();
+  EXPECT_EQ(seen, std::vector<Digest>{kLayer});
+}
+
+TEST_F(IndexTest, HeldLinkAndReferrerScans) {
+  const Digest subject = sha256Of("subject");
+  Index::Batch batch;
+  batch.putHeldBlob(kLayer);
+  batch.putLink("dockerhub", kAlpineManifest);
+  batch.putLink("quay", kLayer);
+  batch.putReferrer("builds", "team/app", subject, kAlpineManifest);
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  std::vector<Digest> held;
+  ASSERT_TRUE(index_
+                  ->forEachHeldBlob([&](const Digest& digest) {
+                    held.push_back(digest);
+                    return true;
+                  })
+                  .isOk());
+  EXPECT_EQ(held, std::vector<Digest>{kLayer});
+
+  std::vector<std::string> links;
+  ASSERT_TRUE(index_
+                  ->forEachLink([&](std::string_view repository, const Digest& digest) {
+                    links.push_back(std::string(repository) + " " + digest.str());
+                    return true;
+                  })
+                  .isOk());
+  EXPECT_EQ(links, (std::vector<std::string>{"dockerhub " + kAlpineManifest.str(),
+                                             "quay " + kLayer.str()}));
+
+  std::vector<std::string> referrers;
+  ASSERT_TRUE(index_
+                  ->forEachReferrer([&](std::string_view repository, std::string_view name,
+                                        const Digest& referred, const Digest& referrer) {
+                    referrers.push_back(std::string(repository) + " " + std::string(name) + " " +
+                                        referred.str() + " " + referrer.str());
+                    return true;
+                  })
+                  .isOk());
+  EXPECT_EQ(referrers, std::vector<std::string>{"builds team/app " + subject.str() + " " +
+                                                kAlpineManifest.str()});
+}
+
+TEST_F(IndexTest, BatchDeletesBlobManifestAndHold) {
+  ASSERT_TRUE(index_->putBlob(kLayer, {.size = 3, .created_ms = 1, .last_access_ms = 1}).isOk());
+  ASSERT_TRUE(index_->putManifest(kAlpineManifest, {.media_type = "m", .body = "{}"}).isOk());
+  Index::Batch hold;
+  hold.putHeldBlob(kLayer);
+  ASSERT_TRUE(index_->write(std::move(hold), Index::WriteMode::kSynced).isOk());
+
+  Index::Batch batch;
+  batch.deleteBlob(kLayer);
+  batch.deleteHeldBlob(kLayer);
+  batch.deleteManifest(kAlpineManifest);
+  ASSERT_TRUE(index_->write(std::move(batch), Index::WriteMode::kSynced).isOk());
+
+  EXPECT_EQ(index_->getBlob(kLayer).status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(index_->isBlobHeld(kLayer));
+  EXPECT_EQ(index_->getManifest(kAlpineManifest).status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(IndexTest, SecondOpenOfSameFolderFails) {
   Expected<std::unique_ptr<Index>> second = Index::open(folder_.path() / "index");
 
