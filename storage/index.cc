@@ -242,7 +242,12 @@ Expected<std::unique_ptr<Index>> Index::open(const std::filesystem::path& dir, O
 
 Index::Index(PrivateTag, std::unique_ptr<rocksdb::DB> db, const Handles& handles,
              std::filesystem::path dir)
-    : db_(std::move(db)), handles_(handles), dir_(std::move(dir)) {}
+    : db_(std::move(db)), handles_(handles), dir_(std::move(dir)) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[kPinnedTags]));
+  it->SeekToFirst();
+  may_have_pinned_tags_.store(it->Valid() || !it->status().ok(), std::memory_order_release);
+}
 
 Index::~Index() {
   Status flushed = flushAccessTimes();
@@ -280,6 +285,7 @@ void Index::Batch::add(ColumnFamily family, std::string key, std::string value, 
     return;
   }
   has_blob_ = has_blob_ || family == kBlobs;
+  has_pinned_tag_ = has_pinned_tag_ || (family == kPinnedTags && !is_delete);
   entries_.push_back(Entry{family, std::move(key), std::move(value), is_delete});
 }
 
@@ -478,6 +484,10 @@ Status Index::write(Batch&& batch_to_take, WriteMode mode) {
   if (batch.has_blob_) {
     blob_lock.lock();
   }
+  if (batch.has_pinned_tag_) {
+    // Set before the write, so that a reader never skips a pin that is already stored.
+    may_have_pinned_tags_.store(true, std::memory_order_release);
+  }
   rocksdb::Status status = db_->Write(options, &rocks_batch);
   if (batch.entries_.size() == 1) {
     return fromRocksStatus(
@@ -605,13 +615,13 @@ Status Index::forEachTag(
     size_t second = first == std::string_view::npos ? first : key.find('\0', first + 1);
     Expected<TagRecord> record = decodeTagRecord(it->value().ToStringView());
     if (second == std::string_view::npos || !record) {
-      log::storage().error("damaged tag record skipped key={} error={}", key,
-                           record ? "key has fewer than three components"
-                                  : record.status().toString());
+      log::storage().error(
+          "damaged tag record skipped key={} error={}", key,
+          record ? "key has fewer than three components" : record.status().toString());
       continue;
     }
-    if (!fn(key.substr(0, first), key.substr(first + 1, second - first - 1),
-            key.substr(second + 1), *record)) {
+    if (!fn(key.substr(0, first), key.substr(first + 1, second - first - 1), key.substr(second + 1),
+            *record)) {
       return Status::ok();
     }
   }
@@ -772,6 +782,10 @@ Expected<std::vector<Digest>> Index::listReferrers(std::string_view repository,
 Expected<TagRecord> Index::getPinnedTag(std::string_view repository, std::string_view name,
                                         std::string_view tag) const {
   OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
+  // Every request by tag asks, and most indexes never hold a pin.
+  if (!may_have_pinned_tags_.load(std::memory_order_acquire)) {
+    return notFound("tag is not pinned");
+  }
   Expected<std::string> value = readValue(kPinnedTags, tagKey(repository, name, tag));
   if (!value) {
     return std::move(value).takeStatus();

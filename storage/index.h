@@ -41,6 +41,7 @@
 #include <rocksdb/db.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -159,6 +160,7 @@ class Index {
     size_t first_failure_position_ = 0;
     Status first_failure_;
     bool has_blob_ = false;
+    bool has_pinned_tag_ = false;
   };
 
   enum class OpenMode {
@@ -209,9 +211,9 @@ class Index {
                              std::string_view tag) const;  // kNotFound
   // Calls `fn` for each tag record of every repository and image, in key order, until it returns
   // false. A damaged record is logged and skipped. BLOCKING: reads the whole column family.
-  Status forEachTag(const std::function<bool(std::string_view repository, std::string_view name,
-                                             std::string_view tag, const TagRecord& record)>& fn)
-      const;
+  Status forEachTag(
+      const std::function<bool(std::string_view repository, std::string_view name,
+                               std::string_view tag, const TagRecord& record)>& fn) const;
   // The tags of one image in bytewise order, empty when it has none.
   Expected<std::vector<std::string>> listTags(std::string_view repository,
                                               std::string_view name) const;
@@ -327,6 +329,10 @@ class Index {
   // with writes of batches that put a blob, so that a flush never overwrites a newer record or
   // recreates a deleted one.
   std::mutex blob_write_mutex_;
+
+  // False while the index contains no pinned tag, so that getPinnedTag returns without a read.
+  // Set at open when pins exist and before any write of a pin.
+  std::atomic<bool> may_have_pinned_tags_{false};
 
   std::mutex pending_mutex_;
   // Latest access time per digest text since the last flush. Guarded by pending_mutex_.

@@ -764,6 +764,8 @@ TEST_F(IndexTest, PinnedTagRoundTrip) {
   Index::Batch pin;
   pin.putPinnedTag("hub", "library/alpine", "latest", {.digest = kAlpineManifest.str()});
   ASSERT_TRUE(index_->write(std::move(pin), Index::WriteMode::kSynced).isOk());
+  // Found again after a restart too, when the pin was already stored at open.
+  reopen();
   Expected<TagRecord> pinned = index_->getPinnedTag("hub", "library/alpine", "latest");
   ASSERT_TRUE(pinned) << pinned.status().toString();
   EXPECT_EQ(pinned->digest, kAlpineManifest.str());
