@@ -468,11 +468,8 @@ void LocalRepository::handleBlob(const std::shared_ptr<Exchange>& exchange, cons
                          std::move(head));
     return;
   }
-  Expected<Digest> digest = Digest::parse(reference);
+  std::optional<Digest> digest = parseDigestOrRespond(*exchange, reference);
   if (!digest) {
-    respondRegistryError(
-        *exchange, 400, error_code::kDigestInvalid,
-        "invalid digest " + std::string(reference) + ": " + std::string(digest.status().message()));
     return;
   }
   if (method == HttpMethod::kDelete) {
@@ -574,11 +571,8 @@ Status LocalRepository::rollbackTag(std::string_view name, std::string_view tag,
 void LocalRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange,
                                      const ImageName& image, std::string_view reference,
                                      const MissHandler& on_miss) {
-  Expected<Digest> subject = Digest::parse(reference);
+  std::optional<Digest> subject = parseDigestOrRespond(*exchange, reference);
   if (!subject) {
-    respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
-                         "invalid digest " + std::string(reference) + ": " +
-                             std::string(subject.status().message()));
     return;
   }
   Expected<std::vector<Digest>> referrers =

@@ -152,22 +152,16 @@ void LocalRepository::startUpload(const std::shared_ptr<Exchange>& exchange,
   std::optional<Digest> digest;
   if (request.hasQueryParam("digest")) {
     std::string text = request.queryParam("digest");
-    Expected<Digest> parsed = Digest::parse(text);
+    std::optional<Digest> parsed = parseDigestOrRespond(*exchange, text);
     if (!parsed) {
-      respondRegistryError(
-          *exchange, 400, error_code::kDigestInvalid,
-          "invalid digest " + text + ": " + std::string(parsed.status().message()));
       return;
     }
     digest = std::move(*parsed);
   }
   if (request.hasQueryParam("mount")) {
     std::string text = request.queryParam("mount");
-    Expected<Digest> mounted = Digest::parse(text);
+    std::optional<Digest> mounted = parseDigestOrRespond(*exchange, text);
     if (!mounted) {
-      respondRegistryError(
-          *exchange, 400, error_code::kDigestInvalid,
-          "invalid digest " + text + ": " + std::string(mounted.status().message()));
       return;
     }
     // Without "from", or when the source lacks the blob, a normal upload session starts, as the
@@ -249,12 +243,13 @@ void LocalRepository::receiveChunk(const std::shared_ptr<Exchange>& exchange,
   std::optional<Digest> digest;
   if (is_final) {
     std::string text = request.queryParam("digest");
-    Expected<Digest> parsed = Digest::parse(text);
+    if (text.empty()) {
+      respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
+                           "the request that completes an upload needs ?digest=");
+      return;
+    }
+    std::optional<Digest> parsed = parseDigestOrRespond(*exchange, text);
     if (!parsed) {
-      respondRegistryError(
-          *exchange, 400, error_code::kDigestInvalid,
-          text.empty() ? "the request that completes an upload needs ?digest="
-                       : "invalid digest " + text + ": " + std::string(parsed.status().message()));
       return;
     }
     digest = std::move(*parsed);

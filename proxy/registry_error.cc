@@ -41,4 +41,15 @@ void respondRegistryError(Exchange& exchange, int status, std::string_view code,
   exchange.respond(std::move(head), registryErrorBody(code, message));
 }
 
+std::optional<Digest> parseDigestOrRespond(Exchange& exchange, std::string_view text) {
+  Expected<Digest> digest = Digest::parse(text);
+  if (!digest) {
+    respondRegistryError(
+        exchange, 400, error_code::kDigestInvalid,
+        "invalid digest " + std::string(text) + ": " + std::string(digest.status().message()));
+    return std::nullopt;
+  }
+  return std::move(*digest);
+}
+
 }  // namespace outpost::proxy

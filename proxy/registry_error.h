@@ -3,9 +3,11 @@
 //   {"errors":[{"code":"<CODE>","message":"<text>","detail":...}]}
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "base/digest.h"
 #include "base/status.h"
 #include "proxy/http_server.h"
 
@@ -40,6 +42,10 @@ std::string registryErrorBody(std::string_view code, std::string_view message);
 // Retry-After); its status is replaced by `status`.
 void respondRegistryError(Exchange& exchange, int status, std::string_view code,
                           std::string_view message, ResponseHead head = ResponseHead());
+
+// Parses `text` as a digest. For an invalid one, sends 400 DIGEST_INVALID naming it and the
+// reason, and returns nothing.
+std::optional<Digest> parseDigestOrRespond(Exchange& exchange, std::string_view text);
 
 // Appends `text` to `out` as the inside of a JSON string.
 void appendJsonEscaped(std::string& out, std::string_view text);

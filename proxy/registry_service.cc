@@ -304,11 +304,8 @@ void RegistryService::handleRemote(const std::shared_ptr<Exchange>& exchange,
                                      std::string(path.reference));
       return;
     case RegistryPath::Kind::kBlob: {
-      Expected<Digest> digest = Digest::parse(path.reference);
+      std::optional<Digest> digest = parseDigestOrRespond(*exchange, path.reference);
       if (!digest) {
-        respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
-                             "invalid digest " + std::string(path.reference) + ": " +
-                                 std::string(digest.status().message()));
         return;
       }
       resolved.remote->serveBlob(exchange, std::move(resolved.name), std::move(*digest));
@@ -386,11 +383,8 @@ void RegistryService::handleVirtual(const std::shared_ptr<Exchange>& exchange,
       return;
     case RegistryPath::Kind::kBlob:
     case RegistryPath::Kind::kReferrers: {
-      Expected<Digest> digest = Digest::parse(path.reference);
+      std::optional<Digest> digest = parseDigestOrRespond(*exchange, path.reference);
       if (!digest) {
-        respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
-                             "invalid digest " + std::string(path.reference) + ": " +
-                                 std::string(digest.status().message()));
         return;
       }
       if (path.kind == RegistryPath::Kind::kBlob) {

@@ -658,11 +658,8 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
 
 void RemoteRepository::serveReferrers(const std::shared_ptr<Exchange>& exchange, std::string name,
                                       std::string reference, MissHandler on_miss) {
-  Expected<Digest> subject = Digest::parse(reference);
+  std::optional<Digest> subject = parseDigestOrRespond(*exchange, reference);
   if (!subject) {
-    respondRegistryError(
-        *exchange, 400, error_code::kDigestInvalid,
-        "invalid digest " + reference + ": " + std::string(subject.status().message()));
     return;
   }
   std::string artifact_type = exchange->request().queryParam("artifactType");

@@ -202,10 +202,8 @@ void TagAdmin::rollback(const std::shared_ptr<Exchange>& exchange, TagTarget tar
     return;
   }
   std::string text = request["digest"].get<std::string>();
-  Expected<Digest> digest = Digest::parse(text);
+  std::optional<Digest> digest = parseDigestOrRespond(*exchange, text);
   if (!digest) {
-    respondRegistryError(*exchange, 400, error_code::kDigestInvalid,
-                         "invalid digest " + text + ": " + std::string(digest.status().message()));
     return;
   }
 

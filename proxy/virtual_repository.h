@@ -11,7 +11,7 @@
 // MissHandler instead of responding, and the next member is asked. So does a member that
 // fails, such as a remote whose upstream is down with nothing cached. When no member responds,
 // the response is a 404 if every member lacked the reference, else the first failure. A tag
-// list is the sorted union of the tags of every member that knows the name.
+// list is the sorted union of the tags of every member that has the name.
 //
 // Writes (pushes and deletes) go to the deployment local repository; RegistryService routes
 // them there.

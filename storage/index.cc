@@ -158,6 +158,18 @@ std::string tagLogFields(std::string_view repository, std::string_view name, std
          " tag=" + std::string(tag);
 }
 
+// Checks the key and the record of a tag or a pinned tag.
+Status checkTagRecord(std::string_view repository, std::string_view name, std::string_view tag,
+                      const TagRecord& record) {
+  OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
+  OUTPOST_RETURN_IF_ERROR(checkRecordString("tag media type", record.media_type));
+  if (!Digest::parse(record.digest)) {
+    return invalidArgument("tag record digest is invalid digest=" + record.digest +
+                           tagLogFields(repository, name, tag));
+  }
+  return Status::ok();
+}
+
 rocksdb::ColumnFamilyOptions columnFamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::BlockBasedTableOptions table_options;
   table_options.block_cache = cache;
@@ -334,12 +346,7 @@ void Index::Batch::putTagChange(std::string_view repository, std::string_view na
 
 void Index::Batch::putPinnedTag(std::string_view repository, std::string_view name,
                                 std::string_view tag, const TagRecord& record) {
-  Status checked = checkTagKey(repository, name, tag);
-  if (checked.isOk() && !Digest::parse(record.digest)) {
-    checked = invalidArgument("pinned tag digest is invalid digest=" + record.digest +
-                              tagLogFields(repository, name, tag));
-  }
-  if (!checked.isOk()) {
+  if (Status checked = checkTagRecord(repository, name, tag, record); !checked.isOk()) {
     reject(std::move(checked));
     return;
   }
@@ -419,15 +426,7 @@ void Index::Batch::putManifest(const Digest& digest, const ManifestRecord& recor
 
 void Index::Batch::putTag(std::string_view repository, std::string_view name, std::string_view tag,
                           const TagRecord& record) {
-  Status checked = checkTagKey(repository, name, tag);
-  if (checked.isOk()) {
-    checked = checkRecordString("tag media type", record.media_type);
-  }
-  if (checked.isOk() && !Digest::parse(record.digest)) {
-    checked = invalidArgument("tag record digest is invalid digest=" + record.digest +
-                              tagLogFields(repository, name, tag));
-  }
-  if (!checked.isOk()) {
+  if (Status checked = checkTagRecord(repository, name, tag, record); !checked.isOk()) {
     reject(std::move(checked));
     return;
   }
@@ -782,7 +781,7 @@ Expected<std::vector<Digest>> Index::listReferrers(std::string_view repository,
 Expected<TagRecord> Index::getPinnedTag(std::string_view repository, std::string_view name,
                                         std::string_view tag) const {
   OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
-  // Every request by tag asks, and most indexes never hold a pin.
+  // Every request by tag looks up a pin, and most indexes never contain one.
   if (!may_have_pinned_tags_.load(std::memory_order_acquire)) {
     return notFound("tag is not pinned");
   }

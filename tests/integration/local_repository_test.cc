@@ -215,6 +215,50 @@ TEST_F(LocalRepositoryTest, UploadResumesAfterRestart) {
   EXPECT_TRUE(blob.body == bytes);
 }
 
+TEST_F(LocalRepositoryTest, CurlUploadsChunkedAndMonolithic) {
+  // curl streams a file of unknown length with chunked transfer coding, and sends
+  // `Expect: 100-continue` before a large body, as many scripted clients do.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(TempDir dir, TempDir::create("curl-upload"));
+  std::string first_part = randomBytes(3'000'000, 7);
+  std::string second_part = randomBytes(2'000'000, 8);
+  OUTPOST_ASSERT_OK(writeFile(dir.file("first"), first_part));
+  OUTPOST_ASSERT_OK(writeFile(dir.file("second"), second_part));
+  auto curl = [&](std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(),
+                     {"curl", "--silent", "--show-error", "--noproxy", "*", "--max-time", "60",
+                      "--output", "/dev/null", "--write-out", "%{http_code}"});
+    Expected<CommandResult> result = run(std::move(arguments));
+    EXPECT_TRUE(result) << result.status().toString();
+    return result ? result->stdout_text + result->stderr_text : std::string();
+  };
+
+  std::string location = startUpload("local/curl");
+  std::string chunked = curl({"--request", "PATCH", "--header", "Transfer-Encoding: chunked",
+                              "--upload-file", dir.file("first"), outpost_->url() + location});
+  EXPECT_EQ(chunked, "202");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult status, send("GET", location));
+  EXPECT_EQ(status.header("Range"), "0-2999999");
+  std::string whole = first_part + second_part;
+  std::string closed = curl(
+      {"--request", "PUT", "--header", "Content-Type: application/octet-stream", "--data-binary",
+       "@" + dir.file("second"), outpost_->url() + location + "?digest=" + sha256Of(whole).str()});
+  EXPECT_EQ(closed, "201");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult blob,
+                               send("GET", "/v2/local/curl/blobs/" + sha256Of(whole).str()));
+  EXPECT_TRUE(blob.body == whole);
+
+  // One POST with the whole blob, which curl announces with Expect: 100-continue.
+  std::string monolithic = curl(
+      {"--request", "POST", "--header", "Content-Type: application/octet-stream", "--data-binary",
+       "@" + dir.file("first"),
+       outpost_->url() + "/v2/local/curl/blobs/uploads/?digest=" + sha256Of(first_part).str()});
+  EXPECT_EQ(monolithic, "201");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult first_blob,
+                               send("HEAD", "/v2/local/curl/blobs/" + sha256Of(first_part).str()));
+  EXPECT_EQ(first_blob.status, 200);
+  EXPECT_EQ(first_blob.header("Content-Length"), std::to_string(first_part.size()));
+}
+
 TEST_F(LocalRepositoryTest, CancelledUploadIsGone) {
   std::string location = startUpload("local/app");
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult chunk, send("PATCH", location, "some bytes"));
