@@ -21,8 +21,8 @@ namespace outpost::proxy {
 namespace {
 
 // Upper bound of locals[].max_manifest_bytes. A manifest is kept in memory and in one index
-// record, and registries commonly cap manifests at 4 MiB, so 64 MiB leaves room for very large
-// indexes without letting one request take unbounded memory.
+// record. CNCF distribution accepts manifest pushes up to 4 MiB, so 64 MiB leaves room for very
+// large indexes without letting one request take unbounded memory.
 constexpr int64_t kMaxManifestBytesLimit = int64_t{64} << 20;
 
 std::string inQuotes(std::string_view text) {
@@ -503,7 +503,7 @@ class ConfigReader {
           checkKeys(entry, path, {"name", "allow_delete", "immutable_tags", "max_manifest_bytes"}));
       LocalConfig local;
       OUTPOST_RETURN_IF_ERROR(readRepositoryKey(entry, path, &local.name));
-      OUTPOST_RETURN_IF_ERROR(readBool(entry, path, "allow_delete", &local.allow_delete));
+      OUTPOST_RETURN_IF_ERROR(readAllowedDeletes(entry, path, &local));
       OUTPOST_RETURN_IF_ERROR(readBool(entry, path, "immutable_tags", &local.immutable_tags));
       OUTPOST_RETURN_IF_ERROR(readIntegerAs(entry, path, "max_manifest_bytes", 1024,
                                             kMaxManifestBytesLimit, &local.max_manifest_bytes));
@@ -686,6 +686,41 @@ class ConfigReader {
                                  inQuotes(virtual_repository.name) +
                                  "; add it to members, so that pushed images can be pulled back "
                                  "through the virtual repository");
+    }
+    return Status::ok();
+  }
+
+  // Reads `allow_delete`: true or false for every kind, or a list of the allowed kinds.
+  static Status readAllowedDeletes(const YAML::Node& entry, const std::string& path,
+                                   LocalConfig* local) {
+    const YAML::Node node = entry["allow_delete"];
+    if (!node.IsDefined() || node.IsNull() || node.IsScalar()) {
+      bool allowed = true;
+      OUTPOST_RETURN_IF_ERROR(readBool(entry, path, "allow_delete", &allowed));
+      local->allow_manifest_delete = allowed;
+      local->allow_tag_delete = allowed;
+      local->allow_blob_delete = allowed;
+      return Status::ok();
+    }
+    const std::string list_path = childPath(path, "allow_delete");
+    if (!node.IsSequence()) {
+      return invalidAt(list_path, "must be true, false or a list of manifests, tags and blobs");
+    }
+    local->allow_manifest_delete = false;
+    local->allow_tag_delete = false;
+    local->allow_blob_delete = false;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string kind = node[i].IsScalar() ? node[i].Scalar() : std::string();
+      if (kind == "manifests") {
+        local->allow_manifest_delete = true;
+      } else if (kind == "tags") {
+        local->allow_tag_delete = true;
+      } else if (kind == "blobs") {
+        local->allow_blob_delete = true;
+      } else {
+        return invalidAt(indexPath(list_path, i),
+                         inQuotes(kind) + " is not a kind of delete; use manifests, tags or blobs");
+      }
     }
     return Status::ok();
   }

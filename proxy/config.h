@@ -49,8 +49,11 @@ struct RemoteConfig {
 struct LocalConfig {
   // Repository key: the first path component that selects this repository (/v2/<name>/…).
   std::string name;
-  // Whether DELETE of manifests, tags and blobs is allowed.
-  bool allow_delete = true;
+  // Whether DELETE of manifests (by digest), of tags and of blobs is allowed. The `allow_delete`
+  // key sets all three with a boolean, or lists the allowed kinds.
+  bool allow_manifest_delete = true;
+  bool allow_tag_delete = true;
+  bool allow_blob_delete = true;
   // Whether a tag, once pushed, keeps its digest: a push of the same tag with another digest is
   // rejected, and so is its deletion.
   bool immutable_tags = false;

@@ -54,14 +54,36 @@ void respondEmpty(Exchange& exchange, int status, ResponseHead head = ResponseHe
 LocalRepository::LocalRepository(LocalConfig config, LocalContext context)
     : config_(std::move(config)), context_(context) {}
 
-bool LocalRepository::checkDeleteAllowed(Exchange& exchange) const {
-  if (config_.allow_delete) {
+bool LocalRepository::checkDeleteAllowed(Exchange& exchange, DeleteKind kind) const {
+  bool is_allowed = false;
+  std::string_view what;
+  std::string_view allow;
+  switch (kind) {
+    case DeleteKind::kManifest:
+      is_allowed = config_.allow_manifest_delete;
+      what = "manifests";
+      allow = "GET, HEAD, PUT";
+      break;
+    case DeleteKind::kTag:
+      is_allowed = config_.allow_tag_delete;
+      what = "tags";
+      allow = "GET, HEAD, PUT";
+      break;
+    case DeleteKind::kBlob:
+      is_allowed = config_.allow_blob_delete;
+      what = "blobs";
+      allow = "GET, HEAD";
+      break;
+  }
+  if (is_allowed) {
     return true;
   }
   ResponseHead head;
-  head.add("Allow", "GET, HEAD, PUT");
-  respondRegistryError(exchange, 405, error_code::kUnsupported,
-                       "deletes are disabled in repository " + config_.name, std::move(head));
+  head.add("Allow", allow);
+  respondRegistryError(
+      exchange, 405, error_code::kUnsupported,
+      "deletes of " + std::string(what) + " are disabled in repository " + config_.name,
+      std::move(head));
   return false;
 }
 
@@ -357,16 +379,16 @@ Status LocalRepository::holdServedBlobs(const std::vector<Digest>& blobs) const 
 
 void LocalRepository::deleteManifest(const std::shared_ptr<Exchange>& exchange,
                                      const ImageName& image, const std::string& reference) {
-  if (!checkDeleteAllowed(*exchange)) {
-    return;
-  }
   Expected<ReferenceKind> kind = classifyReference(reference);
   if (!kind) {
     respondReferenceError(*exchange, reference, kind.status());
     return;
   }
-  auto outcome = std::make_shared<WorkOutcome>();
   bool is_tag = *kind == ReferenceKind::kTag;
+  if (!checkDeleteAllowed(*exchange, is_tag ? DeleteKind::kTag : DeleteKind::kManifest)) {
+    return;
+  }
+  auto outcome = std::make_shared<WorkOutcome>();
   runBlocking(
       exchange->loop().uv(),
       [this, outcome, image, reference, is_tag] {
@@ -473,7 +495,7 @@ void LocalRepository::handleBlob(const std::shared_ptr<Exchange>& exchange, cons
     return;
   }
   if (method == HttpMethod::kDelete) {
-    if (!checkDeleteAllowed(*exchange)) {
+    if (!checkDeleteAllowed(*exchange, DeleteKind::kBlob)) {
       return;
     }
     auto outcome = std::make_shared<WorkOutcome>();

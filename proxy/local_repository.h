@@ -144,8 +144,9 @@ class LocalRepository {
   // and checks that each is still stored (kNotFound when one is not). Runs on a worker thread.
   Status holdServedBlobs(const std::vector<Digest>& blobs) const;
 
-  // Sends 405 UNSUPPORTED when deletes are disabled and returns false.
-  bool checkDeleteAllowed(Exchange& exchange) const;
+  // Sends 405 UNSUPPORTED when deletes of `kind` are disabled and returns false.
+  enum class DeleteKind { kManifest, kTag, kBlob };
+  bool checkDeleteAllowed(Exchange& exchange, DeleteKind kind) const;
 
   LocalConfig config_;
   LocalContext context_;

@@ -37,7 +37,9 @@ class LocalRepositoryTest : public ::testing::Test {
         "  - name: frozen\n"
         "    allow_delete: false\n"
         "    immutable_tags: true\n"
-        "    max_manifest_bytes: 2048\n";
+        "    max_manifest_bytes: 2048\n"
+        "  - name: tagsonly\n"
+        "    allow_delete: [tags]\n";
     return options;
   }
 
@@ -597,6 +599,30 @@ TEST_F(LocalRepositoryTest, DeletesAndTheirSwitches) {
   EXPECT_EQ(fresh.status, 201) << fresh.body;
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult still, send("GET", "/v2/frozen/app/manifests/v1"));
   EXPECT_EQ(still.header("Docker-Content-Digest"), digest);
+}
+
+TEST_F(LocalRepositoryTest, DeletesAllowedByKind) {
+  std::string config = R"({"os":"linux"})";
+  std::string layer = "layer";
+  std::string manifest = ociImageManifest(config, layer);
+  std::string digest = sha256Of(manifest).str();
+  pushBlob("tagsonly/app", config);
+  pushBlob("tagsonly/app", layer);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult pushed, putManifest("tagsonly/app", "v1", manifest));
+  ASSERT_EQ(pushed.status, 201) << pushed.body;
+
+  // Only tags may be deleted here.
+  for (const std::string& path : {"/v2/tagsonly/app/manifests/" + digest,
+                                  "/v2/tagsonly/app/blobs/" + sha256Of(layer).str()}) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult refused, send("DELETE", path));
+    EXPECT_EQ(refused.status, 405) << path;
+    EXPECT_TRUE(hasErrorCode(refused, "UNSUPPORTED")) << refused.body;
+  }
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult tag, send("DELETE", "/v2/tagsonly/app/manifests/v1"));
+  EXPECT_EQ(tag.status, 202) << tag.body;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult by_digest,
+                               send("GET", "/v2/tagsonly/app/manifests/" + digest));
+  EXPECT_EQ(by_digest.status, 200);
 }
 
 TEST_F(LocalRepositoryTest, PushesSurviveRestart) {

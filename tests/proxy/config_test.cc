@@ -448,6 +448,14 @@ TEST(ConfigTest, RejectsInvalidValues) {
        R"(locals[0].name: "hub" is already the name of a remote)"},
       {"local name repeated", withRemote("locals:\n  - name: a\n  - name: a\n"),
        R"(locals[1].name: "a" is already the name of another local repository)"},
+      {"allow_delete unknown kind",
+       withRemote("locals:\n  - name: a\n    allow_delete: [tags, images]\n"),
+       R"(locals[0].allow_delete[1]: "images" is not a kind of delete; use manifests, tags or blobs)"},
+      {"allow_delete a mapping",
+       withRemote("locals:\n  - name: a\n    allow_delete: {tags: true}\n"),
+       "locals[0].allow_delete: must be true, false or a list of manifests, tags and blobs"},
+      {"allow_delete not a boolean", withRemote("locals:\n  - name: a\n    allow_delete: maybe\n"),
+       R"(locals[0].allow_delete: "maybe" is not a boolean)"},
       {"local unknown key", withRemote("locals:\n  - name: a\n    delete: true\n"),
        "locals[0].delete: unknown key"},
       {"manifest limit too small", withRemote("locals:\n  - name: a\n    max_manifest_bytes: 10\n"),
@@ -495,16 +503,38 @@ TEST(ConfigTest, ReadsLocalRepositories) {
   EXPECT_TRUE(config->remotes.empty());
   ASSERT_EQ(config->locals.size(), 2u);
   EXPECT_EQ(config->locals[0].name, "builds");
-  EXPECT_TRUE(config->locals[0].allow_delete);
+  EXPECT_TRUE(config->locals[0].allow_manifest_delete);
+  EXPECT_TRUE(config->locals[0].allow_tag_delete);
+  EXPECT_TRUE(config->locals[0].allow_blob_delete);
   EXPECT_FALSE(config->locals[0].immutable_tags);
   EXPECT_EQ(config->locals[0].max_manifest_bytes, 4u << 20);
   EXPECT_EQ(config->locals[1].name, "releases");
-  EXPECT_FALSE(config->locals[1].allow_delete);
+  EXPECT_FALSE(config->locals[1].allow_manifest_delete);
+  EXPECT_FALSE(config->locals[1].allow_tag_delete);
+  EXPECT_FALSE(config->locals[1].allow_blob_delete);
   EXPECT_TRUE(config->locals[1].immutable_tags);
   EXPECT_EQ(config->locals[1].max_manifest_bytes, 1u << 20);
   EXPECT_EQ(config->storage.upload_idle_timeout_ms, 2 * 60 * 60 * 1000);
   // Without a remote, the first local repository serves paths without a repository key.
   EXPECT_EQ(config->default_repository, "builds");
+}
+
+TEST(ConfigTest, AllowDeleteListsKinds) {
+  const Expected<Config> config = parse(withRemote(
+      "locals:\n  - name: a\n    allow_delete: [tags]\n  - name: b\n    allow_delete: []\n"
+      "  - name: c\n    allow_delete: [blobs, manifests]\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+  ASSERT_EQ(config->locals.size(), 3u);
+
+  EXPECT_FALSE(config->locals[0].allow_manifest_delete);
+  EXPECT_TRUE(config->locals[0].allow_tag_delete);
+  EXPECT_FALSE(config->locals[0].allow_blob_delete);
+  EXPECT_FALSE(config->locals[1].allow_manifest_delete);
+  EXPECT_FALSE(config->locals[1].allow_tag_delete);
+  EXPECT_FALSE(config->locals[1].allow_blob_delete);
+  EXPECT_TRUE(config->locals[2].allow_manifest_delete);
+  EXPECT_FALSE(config->locals[2].allow_tag_delete);
+  EXPECT_TRUE(config->locals[2].allow_blob_delete);
 }
 
 TEST(ConfigTest, DefaultRepositoryMayBeLocal) {
@@ -924,7 +954,9 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
   EXPECT_EQ(shipped->storage.gc_interval_ms, defaults->storage.gc_interval_ms);
   EXPECT_EQ(shipped->storage.gc_grace_period_ms, defaults->storage.gc_grace_period_ms);
   ASSERT_EQ(shipped->locals.size(), 1u);
-  EXPECT_EQ(shipped->locals[0].allow_delete, defaults->locals[0].allow_delete);
+  EXPECT_EQ(shipped->locals[0].allow_manifest_delete, defaults->locals[0].allow_manifest_delete);
+  EXPECT_EQ(shipped->locals[0].allow_tag_delete, defaults->locals[0].allow_tag_delete);
+  EXPECT_EQ(shipped->locals[0].allow_blob_delete, defaults->locals[0].allow_blob_delete);
   EXPECT_EQ(shipped->locals[0].immutable_tags, defaults->locals[0].immutable_tags);
   EXPECT_EQ(shipped->locals[0].max_manifest_bytes, defaults->locals[0].max_manifest_bytes);
   EXPECT_EQ(shipped->log.level, defaults->log.level);
