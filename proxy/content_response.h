@@ -22,8 +22,9 @@ namespace outpost::proxy {
 // Receives the failure of a read in place of its error response, so that a virtual repository
 // can ask its next member. kNotFound means that the repository does not have the reference. Any
 // other code is a failure that the repository would have sent, such as an upstream that cannot
-// be reached. It runs on the exchange's loop thread, at most once and only while the exchange
-// is open, possibly before the call that was given it returns.
+// be reached. It runs on the exchange's loop thread, at most once, possibly before the call
+// that was given it returns. The exchange may have closed by then, and every response call on
+// it is then a no-op.
 using MissHandler = std::function<void(const Status& failure)>;
 
 // Sends a manifest with its media type and digest (200, or the head alone for HEAD).
@@ -37,11 +38,11 @@ struct BlobRangePlan {
 };
 
 // Writes the head of a blob response of `size` bytes, honouring a single Range. Returns the
-// byte range to send, or nothing when the request was answered already (416).
+// byte range to send, or nothing when the response was sent already (416).
 std::optional<BlobRangePlan> startBlobResponse(Exchange& exchange, const Digest& digest,
                                                uint64_t size);
 
-// Sends a committed blob with sendfile(2), or the part a single Range asks for (206, or 416
+// Sends a committed blob with sendfile(2), or the part a single Range names (206, or 416
 // when the range is unsatisfiable). `pin`, empty or not, lives until the bytes are sent, so the
 // disk budget does not choose the blob meanwhile. Finishes the exchange.
 void sendBlobFile(const std::shared_ptr<Exchange>& exchange, const Digest& digest,

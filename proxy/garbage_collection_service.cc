@@ -13,7 +13,7 @@
 namespace outpost::proxy {
 namespace {
 
-// Longest wait between scheduled runs, which keeps the deadline arithmetic in range. An interval
+// Maximum wait between scheduled runs, which keeps the deadline arithmetic in range. An interval
 // above it (about 100 years) means no scheduled run in practice.
 constexpr int64_t kMaxIntervalMs = int64_t{100} * 365 * 24 * 60 * 60 * 1000;
 

@@ -28,12 +28,13 @@ struct WorkOutcome {
 };
 
 // Sends the error for a failed read or write of the index or the blob store.
-void failStorage(WorkOutcome& outcome, std::string_view what, const Status& failure) {
+void failStorage(WorkOutcome& outcome, std::string_view operation, const Status& failure) {
   if (failure.code() == StatusCode::kNoSpace) {
-    outcome.fail(507, error_code::kUnknown, std::string(what) + " failed: no space left on disk");
+    outcome.fail(507, error_code::kUnknown,
+                 std::string(operation) + " failed: no space left on disk");
     return;
   }
-  outcome.fail(500, error_code::kUnknown, std::string(what) + " failed");
+  outcome.fail(500, error_code::kUnknown, std::string(operation) + " failed");
 }
 
 void respondReferenceError(Exchange& exchange, std::string_view reference, const Status& failure) {
@@ -56,22 +57,22 @@ LocalRepository::LocalRepository(LocalConfig config, LocalContext context)
 
 bool LocalRepository::checkDeleteAllowed(Exchange& exchange, DeleteKind kind) const {
   bool is_allowed = false;
-  std::string_view what;
+  std::string_view kind_name;
   std::string_view allow;
   switch (kind) {
     case DeleteKind::kManifest:
       is_allowed = config_.allow_manifest_delete;
-      what = "manifests";
+      kind_name = "manifests";
       allow = "GET, HEAD, PUT";
       break;
     case DeleteKind::kTag:
       is_allowed = config_.allow_tag_delete;
-      what = "tags";
+      kind_name = "tags";
       allow = "GET, HEAD, PUT";
       break;
     case DeleteKind::kBlob:
       is_allowed = config_.allow_blob_delete;
-      what = "blobs";
+      kind_name = "blobs";
       allow = "GET, HEAD";
       break;
   }
@@ -82,7 +83,7 @@ bool LocalRepository::checkDeleteAllowed(Exchange& exchange, DeleteKind kind) co
   head.add("Allow", allow);
   respondRegistryError(
       exchange, 405, error_code::kUnsupported,
-      "deletes of " + std::string(what) + " are disabled in repository " + config_.name,
+      "deletes of " + std::string(kind_name) + " are disabled in repository " + config_.name,
       std::move(head));
   return false;
 }

@@ -4,6 +4,8 @@
 // Chunks are written on the loop thread as their bytes arrive, as blob downloads are: the
 // writes go to the page cache, and the fsync that makes a blob durable runs at completion, on
 // the thread pool.
+// NOTE: creating and finding a session (mkdir, open, stat) also run on the loop thread, so a
+// slow disk stalls the loop for those calls.
 #include <charconv>
 
 #include "base/log.h"

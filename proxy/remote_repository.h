@@ -81,8 +81,8 @@ class RemoteRepository {
   // closes the connection and never reaches `on_miss`.
   void serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name, Digest digest,
                  MissHandler on_miss = {});
-  // GET and HEAD of /v2/<name>/referrers/<digest>: asked upstream, and answered from the
-  // referrers of cached manifests when the upstream fails or has no referrers API (404). With
+  // GET and HEAD of /v2/<name>/referrers/<digest>. The request goes upstream. The referrers of
+  // cached manifests are sent when the upstream fails or has no referrers API (404). With
   // `on_miss`, a subject without referrers goes to it as kNotFound in place of an empty index.
   void serveReferrers(const std::shared_ptr<Exchange>& exchange, std::string name,
                       std::string reference, MissHandler on_miss = {});

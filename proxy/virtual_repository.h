@@ -16,7 +16,7 @@
 // Writes (pushes and deletes) go to the deployment local repository; RegistryService routes
 // them there.
 //
-// One object serves every loop. It holds no per-request state: each read keeps its own.
+// One object serves every loop. It keeps no per-request state, because each read carries its own.
 #pragma once
 
 #include <memory>

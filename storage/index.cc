@@ -649,7 +649,12 @@ Status Index::putTag(std::string_view repository, std::string_view name, std::st
 Expected<TagRecord> Index::getTag(std::string_view repository, std::string_view name,
                                   std::string_view tag) const {
   OUTPOST_RETURN_IF_ERROR(checkTagKey(repository, name, tag));
-  Expected<std::string> value = readValue(kTags, tagKey(repository, name, tag));
+  return readTagRecord(kTags, repository, name, tag);
+}
+
+Expected<TagRecord> Index::readTagRecord(ColumnFamily family, std::string_view repository,
+                                         std::string_view name, std::string_view tag) const {
+  Expected<std::string> value = readValue(family, tagKey(repository, name, tag));
   if (!value) {
     return std::move(value).takeStatus();
   }
@@ -785,15 +790,7 @@ Expected<TagRecord> Index::getPinnedTag(std::string_view repository, std::string
   if (!may_have_pinned_tags_.load(std::memory_order_acquire)) {
     return notFound("tag is not pinned");
   }
-  Expected<std::string> value = readValue(kPinnedTags, tagKey(repository, name, tag));
-  if (!value) {
-    return std::move(value).takeStatus();
-  }
-  Expected<TagRecord> record = decodeTagRecord(*value);
-  if (!record) {
-    return corruption(std::string(record.status().message()) + tagLogFields(repository, name, tag));
-  }
-  return record;
+  return readTagRecord(kPinnedTags, repository, name, tag);
 }
 
 bool Index::isBlobHeld(const Digest& digest) const {

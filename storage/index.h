@@ -311,6 +311,9 @@ class Index {
         std::filesystem::path dir);
 
  private:
+  // Reads and decodes the tag record of `family` (tags or pinned_tags). kNotFound when absent.
+  Expected<TagRecord> readTagRecord(ColumnFamily family, std::string_view repository,
+                                    std::string_view name, std::string_view tag) const;
   Expected<ContentRecord> getLocalContent(ColumnFamily family, std::string_view repository,
                                           std::string_view name, const Digest& digest) const;
   Status forEachLocalContent(ColumnFamily family, const LocalContentFn& fn) const;

@@ -95,6 +95,18 @@ Status truncated(std::string_view kind, std::string_view value) {
                     " bytes");
 }
 
+// Checks that `reader` found every field of `value` and nothing after the last one.
+Status checkFullyRead(std::string_view kind, const FieldReader& reader, std::string_view value) {
+  if (!reader.ok()) {
+    return truncated(kind, value);
+  }
+  if (reader.remaining() != 0) {
+    return corruption(std::string(kind) + " record has " + std::to_string(reader.remaining()) +
+                      " unexpected bytes after its last field");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 std::string encodeBlobRecord(const BlobRecord& record) {
@@ -167,13 +179,7 @@ Expected<TagRecord> decodeTagRecord(std::string_view value) {
   record.confirmed_ms = reader.readI64();
   record.digest = reader.readString();
   record.media_type = reader.readString();
-  if (!reader.ok()) {
-    return truncated("tag", value);
-  }
-  if (reader.remaining() != 0) {
-    return corruption("tag record has " + std::to_string(reader.remaining()) +
-                      " unexpected bytes after its last field");
-  }
+  OUTPOST_RETURN_IF_ERROR(checkFullyRead("tag", reader, value));
   return record;
 }
 
@@ -198,13 +204,7 @@ Expected<TagChangeRecord> decodeTagChangeRecord(std::string_view value) {
   record.old_digest = reader.readString();
   record.new_digest = reader.readString();
   record.cause = reader.readString();
-  if (!reader.ok()) {
-    return truncated("tag change", value);
-  }
-  if (reader.remaining() != 0) {
-    return corruption("tag change record has " + std::to_string(reader.remaining()) +
-                      " unexpected bytes after its last field");
-  }
+  OUTPOST_RETURN_IF_ERROR(checkFullyRead("tag change", reader, value));
   return record;
 }
 

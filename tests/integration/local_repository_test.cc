@@ -140,7 +140,7 @@ TEST_F(LocalRepositoryTest, MonolithicPushThenPull) {
   EXPECT_TRUE(hasErrorCode(elsewhere, "BLOB_UNKNOWN")) << elsewhere.body;
 }
 
-TEST_F(LocalRepositoryTest, ChunkedUploadWithStatusAndOutOfOrderChunk) {
+TEST_F(LocalRepositoryTest, ChunkedUploadInOrder) {
   std::string bytes = randomBytes(3'000'000, 2);
   std::string location = startUpload("local/app");
   ASSERT_FALSE(location.empty());

@@ -1,6 +1,7 @@
-// The referrers API: for a local repository from the subjects of pushed manifests, with the
-// artifactType filter and deletes; for a remote repository passed upstream, and served from
-// the cached manifests when the upstream has no referrers API (distribution 2.8.2 answers 404).
+// The referrers API. A local repository lists the subjects of pushed manifests, with the
+// artifactType filter and deletes. A remote repository passes the request upstream and serves
+// the cached manifests' subjects when the upstream has no referrers API (distribution 2.8.2
+// returns 404).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

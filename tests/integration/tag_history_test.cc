@@ -1,6 +1,6 @@
-// Tag history and rollback through the admin API and the `outpost tag` commands: pushes and
-// deletes of a local tag, rollbacks that move it, an upstream that moves a remote tag, a pin
-// that keeps the remote tag in place until unpinned, and bad input for each endpoint.
+// Tag history and rollback through the admin API and the `outpost tag` commands. The tests cover
+// pushes and deletes of a local tag and rollbacks that move it, an upstream that moves a remote
+// tag and a pin that keeps it in place until unpinned, and bad input for each endpoint.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -127,9 +127,11 @@ TEST_F(TagHistoryTest, LocalTagRollsBack) {
   remove.url = url + "/v2/local/app/manifests/" + second_digest;
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult removed, httpRequest(remove));
   ASSERT_EQ(removed.status, 202);
-  CommandResult gone = runTagCommand(url, {"rollback", "local/app:v1", "--digest", second_digest});
-  EXPECT_EQ(gone.exit_code, 1);
-  EXPECT_NE(gone.stderr_text.find("no longer contains"), std::string::npos) << gone.stderr_text;
+  CommandResult deleted_rollback =
+      runTagCommand(url, {"rollback", "local/app:v1", "--digest", second_digest});
+  EXPECT_EQ(deleted_rollback.exit_code, 1);
+  EXPECT_NE(deleted_rollback.stderr_text.find("no longer contains"), std::string::npos)
+      << deleted_rollback.stderr_text;
 
   // Deleting the tag is recorded too.
   remove.url = url + "/v2/local/app/manifests/v1";

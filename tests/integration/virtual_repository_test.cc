@@ -61,8 +61,8 @@ ImageSpec smallImage() {
   return spec;
 }
 
-// Outpost with the remote "hub" (library_prefix) in front of a distribution registry, local
-// repositories "builds" and "releases", and virtual repositories:
+// Outpost with the remote "hub" (library_prefix) in front of a distribution registry and the
+// local repositories "builds" and "releases". Its virtual repositories are:
 //   all       builds, hub; pushes go to builds
 //   readonly  builds, hub; no deployment repository
 //   outer     releases, all (flattened: releases, builds, hub)
@@ -199,7 +199,7 @@ TEST_F(VirtualRepositoryTest, LocalImageShadowsRemoteImage) {
   EXPECT_NE(line.find(" repo=all "), std::string::npos) << line;
 }
 
-TEST_F(VirtualRepositoryTest, FallsThroughToRemoteForNameOrTagOnlyUpstreamHas) {
+TEST_F(VirtualRepositoryTest, FallsThroughToRemote) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(PushedImage tool, pushUpstream("library/tool:v1"));
   OUTPOST_ASSERT_OK_AND_ASSIGN(PushedImage upstream_v2, pushUpstream("library/app:v2"));
   OUTPOST_ASSERT_OK_AND_ASSIGN(PushedImage local, pushToOutpost("builds/app:v1"));
