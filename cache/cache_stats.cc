@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
@@ -101,6 +102,11 @@ Expected<CacheStats> collectCacheStats(const storage::Index& index, size_t top) 
                                                 const storage::BlobRecord& record) {
     ++stats.blobs;
     stats.blob_bytes += record.size;
+    if (stats.tiers.size() <= record.tier) {
+      stats.tiers.resize(record.tier + 1u);
+    }
+    ++stats.tiers[record.tier].blobs;
+    stats.tiers[record.tier].blob_bytes += record.size;
     blobs.emplace(digest.str(), BlobFacts{record.size, record.last_access_ms});
     all_blobs.push_back(BlobUse{digest, record.size, record.last_access_ms});
     return true;
@@ -168,8 +174,56 @@ Expected<CacheStats> collectCacheStats(const storage::Index& index, size_t top) 
   return stats;
 }
 
-std::string formatCacheStats(const CacheStats& stats, const CacheLimits& limits,
-                             int64_t now_ms) {
+std::vector<TierActivity> parseTierActivity(std::string_view metrics_text) {
+  static constexpr std::pair<std::string_view, uint64_t TierActivity::*> kFields[] = {
+      {"outpost_cache_tier_bytes", &TierActivity::bytes},
+      {"outpost_cache_tier_budget_bytes", &TierActivity::budget_bytes},
+      {"outpost_cache_tier_entries", &TierActivity::entries},
+      {"outpost_cache_tier_hits_total", &TierActivity::hits},
+      {"outpost_cache_tier_promotions_total", &TierActivity::promotions},
+      {"outpost_cache_tier_demotions_total", &TierActivity::demotions},
+      {"outpost_cache_tier_evictions_total", &TierActivity::evictions},
+  };
+  constexpr std::string_view kLabel = "{tier=\"";
+  std::vector<TierActivity> tiers;
+  size_t start = 0;
+  while (start < metrics_text.size()) {
+    size_t end = metrics_text.find('\n', start);
+    std::string_view line = metrics_text.substr(
+        start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    start = end == std::string_view::npos ? metrics_text.size() : end + 1;
+    size_t label = line.find(kLabel);
+    size_t label_end = label == std::string_view::npos ? std::string_view::npos
+                                                       : line.find("\"} ", label + kLabel.size());
+    if (label_end == std::string_view::npos) {
+      continue;
+    }
+    std::string_view name = line.substr(0, label);
+    auto field = std::find_if(std::begin(kFields), std::end(kFields),
+                              [&](const auto& known) { return known.first == name; });
+    if (field == std::end(kFields)) {
+      continue;
+    }
+    std::string_view tier = line.substr(label + kLabel.size(), label_end - label - kLabel.size());
+    std::string_view number = line.substr(label_end + 3);
+    uint64_t value = 0;
+    auto [ptr, error] = std::from_chars(number.data(), number.data() + number.size(), value);
+    if (error != std::errc() || ptr != number.data() + number.size()) {
+      continue;
+    }
+    auto row = std::find_if(tiers.begin(), tiers.end(),
+                            [&](const TierActivity& known) { return known.tier == tier; });
+    if (row == tiers.end()) {
+      tiers.push_back(TierActivity{.tier = std::string(tier)});
+      row = tiers.end() - 1;
+    }
+    (*row).*(field->second) = value;
+  }
+  return tiers;
+}
+
+std::string formatCacheStats(const CacheStats& stats, const std::vector<CacheLimits>& limits,
+                             const std::vector<TierActivity>& activity, int64_t now_ms) {
   std::string out;
   auto line = [&out](const std::string& text) {
     out += text;
@@ -177,14 +231,37 @@ std::string formatCacheStats(const CacheStats& stats, const CacheLimits& limits,
   };
 
   line(fmt::format("blobs: {} ({})", stats.blobs, formatBytes(stats.blob_bytes)));
-  if (limits.budget_bytes == 0) {
-    line("disk budget: none (storage.disk_budget_bytes is 0)");
-  } else {
-    line(fmt::format("disk budget: {} ({:.1f}% used), evicting above {}% down to {}%",
-                     formatBytes(limits.budget_bytes),
-                     100.0 * static_cast<double>(stats.blob_bytes) /
-                         static_cast<double>(limits.budget_bytes),
-                     limits.high_watermark_percent, limits.low_watermark_percent));
+  size_t tier_count = std::max(limits.size(), stats.tiers.size());
+  for (size_t tier = 0; tier < tier_count; ++tier) {
+    TierUse use = tier < stats.tiers.size() ? stats.tiers[tier] : TierUse{};
+    if (tier >= limits.size()) {
+      line(fmt::format("disk tier {}: not configured, {} blobs ({}) recorded there", tier,
+                       use.blobs, formatBytes(use.blob_bytes)));
+      continue;
+    }
+    const CacheLimits& tier_limits = limits[tier];
+    std::string head = fmt::format("disk tier {} ({}): {} blobs ({})", tier, tier_limits.path,
+                                   use.blobs, formatBytes(use.blob_bytes));
+    if (tier_limits.budget_bytes == 0) {
+      line(head + ", no budget (storage.disk_budget_bytes is 0)");
+    } else {
+      line(fmt::format("{}, budget {} ({:.1f}% used), moving out above {}% down to {}%", head,
+                       formatBytes(tier_limits.budget_bytes),
+                       100.0 * static_cast<double>(use.blob_bytes) /
+                           static_cast<double>(tier_limits.budget_bytes),
+                       tier_limits.high_watermark_percent, tier_limits.low_watermark_percent));
+    }
+  }
+  if (!activity.empty()) {
+    line("");
+    line("since the server started:");
+    line(fmt::format("  {:<8} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}", "tier", "used",
+                     "budget", "entries", "hits", "promoted", "demoted", "evicted"));
+    for (const TierActivity& tier : activity) {
+      line(fmt::format("  {:<8} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}", tier.tier,
+                       formatBytes(tier.bytes), formatBytes(tier.budget_bytes), tier.entries,
+                       tier.hits, tier.promotions, tier.demotions, tier.evictions));
+    }
   }
   line(fmt::format("manifests: {} images, {} indexes and others", stats.image_manifests,
                    stats.other_manifests));

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/digest.h"
@@ -36,9 +37,17 @@ struct ImageUse {
   int64_t last_access_ms = 0;
 };
 
+// What one disk tier holds, from the tier field of the blob records.
+struct TierUse {
+  uint64_t blobs = 0;
+  uint64_t blob_bytes = 0;
+};
+
 struct CacheStats {
   uint64_t blobs = 0;
   uint64_t blob_bytes = 0;
+  // Indexed by tier: 0 is the data folder. As long as the highest tier a record names.
+  std::vector<TierUse> tiers;
   uint64_t image_manifests = 0;
   // Manifests that are not image manifests: indexes, lists, and bodies that do not parse.
   uint64_t other_manifests = 0;
@@ -52,14 +61,33 @@ struct CacheStats {
 // BLOCKING: reads the whole index.
 Expected<CacheStats> collectCacheStats(const storage::Index& index, size_t top);
 
-// Limits of the data folder, printed beside the statistics.
+// Limits of one disk tier, printed beside the statistics.
 struct CacheLimits {
+  std::string path;
   uint64_t budget_bytes = 0;  // 0: no budget
   uint32_t high_watermark_percent = 0;
   uint32_t low_watermark_percent = 0;
 };
 
-// Formats `stats` as text for a terminal, with times relative to `now_ms`.
-std::string formatCacheStats(const CacheStats& stats, const CacheLimits& limits, int64_t now_ms);
+// One tier's counters as a running server reports them in its outpost_cache_tier_* metrics.
+struct TierActivity {
+  std::string tier;  // "memory", "disk0", ...
+  uint64_t bytes = 0;
+  uint64_t budget_bytes = 0;
+  uint64_t entries = 0;
+  uint64_t hits = 0;
+  uint64_t promotions = 0;
+  uint64_t demotions = 0;
+  uint64_t evictions = 0;
+};
+
+// Reads the outpost_cache_tier_* samples of a /metrics page, one entry per tier label in the
+// order of first appearance. Lines it does not know are skipped.
+std::vector<TierActivity> parseTierActivity(std::string_view metrics_text);
+
+// Formats `stats` as text for a terminal, with times relative to `now_ms`. `limits` has one
+// entry per configured disk tier. `activity`, when not empty, adds a running server's counters.
+std::string formatCacheStats(const CacheStats& stats, const std::vector<CacheLimits>& limits,
+                             const std::vector<TierActivity>& activity, int64_t now_ms);
 
 }  // namespace outpost::cache

@@ -411,11 +411,11 @@ class ConfigReader {
   }
 
   Status readStorage(const YAML::Node& node, StorageConfig* storage) const {
-    OUTPOST_RETURN_IF_ERROR(
-        checkKeys(node, "storage",
-                  {"data_dir", "scrub_bytes_per_second", "scrub_interval", "disk_budget_bytes",
-                   "high_watermark_percent", "low_watermark_percent", "upload_idle_timeout",
-                   "gc_interval", "gc_grace_period"}));
+    OUTPOST_RETURN_IF_ERROR(checkKeys(
+        node, "storage",
+        {"data_dir", "scrub_bytes_per_second", "scrub_interval", "disk_budget_bytes",
+         "high_watermark_percent", "low_watermark_percent", "lower_tiers", "promote_after_hits",
+         "space_wait_timeout", "upload_idle_timeout", "gc_interval", "gc_grace_period"}));
     bool is_set = false;
     std::string data_dir;
     OUTPOST_RETURN_IF_ERROR(readString(node, "storage", "data_dir", &data_dir, &is_set));
@@ -446,11 +446,90 @@ class ConfigReader {
         readDuration(node, "storage", "gc_interval", 0, &storage->gc_interval_ms));
     OUTPOST_RETURN_IF_ERROR(
         readDuration(node, "storage", "gc_grace_period", 0, &storage->gc_grace_period_ms));
-    if (storage->low_watermark_percent >= storage->high_watermark_percent) {
-      return invalidAt("storage.low_watermark_percent",
-                       std::to_string(storage->low_watermark_percent) +
-                           " must be below storage.high_watermark_percent (" +
-                           std::to_string(storage->high_watermark_percent) + ")");
+    OUTPOST_RETURN_IF_ERROR(checkWatermarks("storage", storage->high_watermark_percent,
+                                            storage->low_watermark_percent));
+    OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "promote_after_hits", 0, 1'000'000,
+                                          &storage->promote_after_hits));
+    OUTPOST_RETURN_IF_ERROR(
+        readDuration(node, "storage", "space_wait_timeout", 1, &storage->space_wait_timeout_ms));
+    return readLowerTiers(node.IsDefined() && node.IsMap() ? node["lower_tiers"] : YAML::Node(),
+                          storage);
+  }
+
+  static Status checkWatermarks(std::string_view path, uint32_t high_percent,
+                                uint32_t low_percent) {
+    if (low_percent >= high_percent) {
+      return invalidAt(childPath(path, "low_watermark_percent"),
+                       std::to_string(low_percent) + " must be below " +
+                           childPath(path, "high_watermark_percent") + " (" +
+                           std::to_string(high_percent) + ")");
+    }
+    return Status::ok();
+  }
+
+  Status readLowerTiers(const YAML::Node& node, StorageConfig* storage) const {
+    if (!node.IsDefined() || node.IsNull()) {
+      return Status::ok();
+    }
+    if (!node.IsSequence()) {
+      return invalidAt("storage.lower_tiers", "must be a list of disk tiers");
+    }
+    if (node.size() > 0 && storage->disk_budget_bytes == 0) {
+      return invalidAt("storage.disk_budget_bytes",
+                       "must be set when storage.lower_tiers is: blobs move down a tier when "
+                       "the data folder is over its budget");
+    }
+    // The data folder is tier 0; BlobStore::kMaxTiers bounds the total.
+    constexpr size_t kMaxLowerTiers = 7;
+    if (node.size() > kMaxLowerTiers) {
+      return invalidAt("storage.lower_tiers",
+                       "has " + std::to_string(node.size()) + " tiers; at most " +
+                           std::to_string(kMaxLowerTiers) + " are supported");
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string path = indexPath("storage.lower_tiers", i);
+      const YAML::Node entry = node[i];
+      if (!entry.IsMap()) {
+        return invalidAt(path, "must be a mapping of keys to values");
+      }
+      OUTPOST_RETURN_IF_ERROR(
+          checkKeys(entry, path,
+                    {"path", "budget_bytes", "high_watermark_percent", "low_watermark_percent"}));
+      DiskTierConfig tier;
+      bool is_set = false;
+      OUTPOST_RETURN_IF_ERROR(readString(entry, path, "path", &tier.path, &is_set));
+      if (!is_set || tier.path.empty()) {
+        return invalidAt(childPath(path, "path"), "is required: the folder of this tier");
+      }
+      std::filesystem::path resolved = (base_dir_ / tier.path).lexically_normal();
+      if (!resolved.has_filename() && resolved.has_parent_path()) {
+        resolved = resolved.parent_path();  // "/srv/slow/" names the folder "/srv/slow"
+      }
+      tier.path = resolved.string();
+      if (!entry["budget_bytes"].IsDefined()) {
+        return invalidAt(childPath(path, "budget_bytes"),
+                         "is required: the byte budget of "
+                         "this tier");
+      }
+      OUTPOST_RETURN_IF_ERROR(readIntegerAs(
+          entry, path, "budget_bytes", 1, std::numeric_limits<int64_t>::max(), &tier.budget_bytes));
+      OUTPOST_RETURN_IF_ERROR(readIntegerAs(entry, path, "high_watermark_percent", 2, 100,
+                                            &tier.high_watermark_percent));
+      OUTPOST_RETURN_IF_ERROR(
+          readIntegerAs(entry, path, "low_watermark_percent", 1, 99, &tier.low_watermark_percent));
+      OUTPOST_RETURN_IF_ERROR(
+          checkWatermarks(path, tier.high_watermark_percent, tier.low_watermark_percent));
+      std::filesystem::path data_dir = storage->data_dir;
+      std::vector<std::string> taken{
+          (data_dir.has_filename() ? data_dir : data_dir.parent_path()).string()};
+      for (const DiskTierConfig& other : storage->lower_tiers) {
+        taken.push_back(other.path);
+      }
+      if (std::find(taken.begin(), taken.end(), tier.path) != taken.end()) {
+        return invalidAt(childPath(path, "path"),
+                         inQuotes(tier.path) + " is already the data folder or another tier");
+      }
+      storage->lower_tiers.push_back(std::move(tier));
     }
     return Status::ok();
   }

@@ -111,6 +111,15 @@ struct UpstreamConfig {
   int max_connections_per_host = 16;
 };
 
+// A disk tier below the data folder: a folder on a slower, larger disk.
+struct DiskTierConfig {
+  // Absolute after loading, like storage.data_dir.
+  std::string path;
+  uint64_t budget_bytes = 0;
+  uint32_t high_watermark_percent = 90;
+  uint32_t low_watermark_percent = 80;
+};
+
 struct StorageConfig {
   // Folder of blobs, the index and upload sessions. loadConfig makes it absolute, and
   // parseConfig resolves it against its `base_dir` argument.
@@ -126,6 +135,13 @@ struct StorageConfig {
   uint64_t disk_budget_bytes = 0;
   uint32_t high_watermark_percent = 90;
   uint32_t low_watermark_percent = 80;
+  // Tiers below the data folder, in order. Least recently used blobs move down one tier, and
+  // leave the cache from the last one. Each needs a budget, and so does the data folder then.
+  std::vector<DiskTierConfig> lower_tiers;
+  // Hits on a lower tier that move a blob back to the data folder; 0 never moves it back.
+  uint32_t promote_after_hits = 2;
+  // How long a new download waits for room in a full data folder before it fails with 503.
+  int64_t space_wait_timeout_ms = 30 * 1000;
   // Time an upload session may go without a request before it is removed with its bytes.
   int64_t upload_idle_timeout_ms = int64_t{24} * 60 * 60 * 1000;
   // Time between scheduled garbage collections of local repository content, from the end of

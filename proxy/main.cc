@@ -96,7 +96,8 @@ int serve(const std::string& config_path, const std::string& log_level_override)
         (data_dir / "index").string(), index.status().toString());
     return 1;
   }
-  Expected<std::unique_ptr<storage::BlobStore>> store = storage::BlobStore::open(data_dir);
+  Expected<std::unique_ptr<storage::BlobStore>> store =
+      storage::BlobStore::open(proxy::blobTierRoots(config->storage));
   if (!store) {
     log::storage().critical("blob store failed to open path={} error=\"{}\"", data_dir.string(),
                             store.status().toString());
@@ -256,6 +257,9 @@ int fsck(const std::string& config_path, bool repair, bool verify_digests) {
   storage::FsckOptions options;
   options.repair = repair;
   options.verify_digests = verify_digests;
+  for (const proxy::DiskTierConfig& tier : config->storage.lower_tiers) {
+    options.lower_tier_roots.emplace_back(tier.path);
+  }
   Expected<storage::FsckReport> report =
       storage::runFsck(config->storage.data_dir, options, [](const storage::FsckFinding& finding) {
         std::printf("%s\n", storage::formatFsckFinding(finding).c_str());
@@ -270,7 +274,7 @@ int fsck(const std::string& config_path, bool repair, bool verify_digests) {
   return report->isClean() ? kFsckClean : kFsckFindingsRemain;
 }
 
-int cacheStats(const std::string& config_path, size_t top) {
+int cacheStats(const std::string& config_path, size_t top, const std::string& server_url) {
   Expected<proxy::Config> config = proxy::loadConfig(config_path);
   if (!config) {
     std::fprintf(stderr, "outpost: %s\n", std::string(config.status().message()).c_str());
@@ -298,11 +302,29 @@ int cacheStats(const std::string& config_path, size_t top) {
     return 2;
   }
 
-  cache::CacheLimits limits{config->storage.disk_budget_bytes,
-                            config->storage.high_watermark_percent,
-                            config->storage.low_watermark_percent};
-  std::printf("data_dir: %s\n%s", config->storage.data_dir.c_str(),
-              cache::formatCacheStats(*stats, limits, SystemClock::instance().nowMs()).c_str());
+  std::vector<cache::CacheLimits> limits{cache::CacheLimits{
+      config->storage.data_dir, config->storage.disk_budget_bytes,
+      config->storage.high_watermark_percent, config->storage.low_watermark_percent}};
+  for (const proxy::DiskTierConfig& tier : config->storage.lower_tiers) {
+    limits.push_back(cache::CacheLimits{tier.path, tier.budget_bytes, tier.high_watermark_percent,
+                                        tier.low_watermark_percent});
+  }
+
+  std::vector<cache::TierActivity> activity;
+  if (!server_url.empty()) {
+    Expected<proxy::AdminResponse> metrics =
+        proxy::sendAdminRequest(server_url, "GET", "/metrics", "", 10'000);
+    if (!metrics || metrics->status != 200) {
+      std::fprintf(stderr, "outpost: reading %s/metrics failed: %s\n", server_url.c_str(),
+                   metrics ? ("status " + std::to_string(metrics->status)).c_str()
+                           : metrics.status().toString().c_str());
+      return 2;
+    }
+    activity = cache::parseTierActivity(metrics->body);
+  }
+  std::printf(
+      "%s",
+      cache::formatCacheStats(*stats, limits, activity, SystemClock::instance().nowMs()).c_str());
   return 0;
 }
 
@@ -521,6 +543,10 @@ int main(int argc, char** argv) {
   cache_stats->add_option("--top", top, "Entries in each list")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
+  std::string stats_server_url;
+  cache_stats->add_option("-s,--server", stats_server_url,
+                          "Also print each tier's hits, promotions, demotions and evictions "
+                          "from this running server's /metrics, http://host:port");
 
   std::string server_url = "http://127.0.0.1:5000";
   std::string tag_reference;
@@ -595,7 +621,7 @@ int main(int argc, char** argv) {
     return outpost::fsck(config_path, repair, verify_digests);
   }
   if (cache_stats->parsed()) {
-    return outpost::cacheStats(config_path, top);
+    return outpost::cacheStats(config_path, top, stats_server_url);
   }
   if (tag_history->parsed()) {
     return outpost::tagHistory(server_url, tag_reference, history_limit);

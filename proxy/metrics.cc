@@ -67,6 +67,73 @@ void Metrics::appendScrubCounters(std::string& out) const {
                 scrub.passes_completed.load());
 }
 
+std::vector<Metrics::TierRow> Metrics::cacheTierRows() const {
+  std::vector<TierRow> rows;
+  if (disk_budget_ == nullptr || !disk_budget_->isEnabled()) {
+    return rows;  // without a budget, usage is not tracked
+  }
+  for (uint32_t tier = 0; tier < disk_budget_->tierCount(); ++tier) {
+    const cache::DiskTierCounters& counters = disk_budget_->tierCounters(tier);
+    rows.push_back(TierRow{.tier = "disk" + std::to_string(tier),
+                           .bytes = disk_budget_->tierBytesUsed(tier),
+                           .budget_bytes = disk_budget_->tierBudgetBytes(tier),
+                           .entries = disk_budget_->tierEntries(tier),
+                           .hits = counters.hits.load(),
+                           .promotions = counters.promotions.load(),
+                           .demotions = counters.demotions.load(),
+                           .evictions = counters.evictions.load(),
+                           .evicted_bytes = counters.evicted_bytes.load(),
+                           .failures = counters.failures.load(),
+                           .corrupt_removed = counters.corrupt_removed.load()});
+  }
+  return rows;
+}
+
+void Metrics::appendCacheTiers(std::string& out) const {
+  std::vector<TierRow> rows = cacheTierRows();
+  if (rows.empty()) {
+    return;
+  }
+  struct Family {
+    std::string_view name;
+    std::string_view type;
+    std::string_view help;
+    uint64_t TierRow::*field;
+  };
+  static constexpr Family kFamilies[] = {
+      {"outpost_cache_tier_bytes", "gauge", "Bytes of the blobs a cache tier holds.",
+       &TierRow::bytes},
+      {"outpost_cache_tier_budget_bytes", "gauge", "Byte budget of a cache tier.",
+       &TierRow::budget_bytes},
+      {"outpost_cache_tier_entries", "gauge", "Blobs a cache tier holds.", &TierRow::entries},
+      {"outpost_cache_tier_hits_total", "counter", "Reads served from a cache tier.",
+       &TierRow::hits},
+      {"outpost_cache_tier_promotions_total", "counter",
+       "Blobs moved into a cache tier from a lower one.", &TierRow::promotions},
+      {"outpost_cache_tier_demotions_total", "counter",
+       "Blobs moved from a cache tier to the next one.", &TierRow::demotions},
+      {"outpost_cache_tier_evictions_total", "counter",
+       "Blobs removed from the cache because their tier, the last, was over its budget.",
+       &TierRow::evictions},
+      {"outpost_cache_tier_evicted_bytes_total", "counter", "Bytes of the blobs evicted.",
+       &TierRow::evicted_bytes},
+      {"outpost_cache_tier_failures_total", "counter",
+       "Moves and evictions of a cache tier that failed on the index or a file.",
+       &TierRow::failures},
+      {"outpost_cache_tier_corrupt_removed_total", "counter",
+       "Blobs removed because their bytes failed the digest check during a move.",
+       &TierRow::corrupt_removed},
+  };
+  for (const Family& family : kFamilies) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", family.name,
+                   family.help, family.name, family.type);
+    for (const TierRow& row : rows) {
+      fmt::format_to(std::back_inserter(out), "{}{{tier=\"{}\"}} {}\n", family.name, row.tier,
+                     row.*family.field);
+    }
+  }
+}
+
 void Metrics::appendDiskBudget(std::string& out) const {
   if (disk_budget_ == nullptr) {
     return;
@@ -78,22 +145,17 @@ void Metrics::appendDiskBudget(std::string& out) const {
     return;  // without a budget, usage is not tracked
   }
   const cache::DiskBudgetCounters& counters = disk_budget_->counters();
-  appendGauge(out, "outpost_cache_disk_bytes",
-              "Bytes of committed blobs in the data folder, as counted by the disk budget.",
-              disk_budget_->bytesUsed());
   appendGauge(out, "outpost_cache_disk_reserved_bytes",
-              "Bytes announced by blob downloads in progress, counted toward the disk budget.",
+              "Bytes announced by blob downloads in progress, counted toward the data folder's "
+              "budget.",
               disk_budget_->bytesReserved());
-  appendGauge(out, "outpost_cache_disk_entries", "Committed blobs in the data folder.",
-              disk_budget_->entries());
-  appendCounter(out, "outpost_cache_evictions_total",
-                "Blobs removed because the data folder was over its budget.",
-                counters.evictions.load());
-  appendCounter(out, "outpost_cache_evicted_bytes_total", "Bytes of the blobs evicted.",
-                counters.evicted_bytes.load());
-  appendCounter(out, "outpost_cache_eviction_failures_total",
-                "Evictions that failed on the index or the file.",
-                counters.eviction_failures.load());
+  appendCounter(out, "outpost_cache_space_waits_total",
+                "Downloads that waited for room because the data folder was full.",
+                counters.space_waits.load());
+  appendCounter(out, "outpost_cache_space_wait_timeouts_total",
+                "Downloads that failed after waiting for room in the data folder.",
+                counters.space_wait_timeouts.load());
+  appendCacheTiers(out);
 }
 
 void Metrics::appendGcCounters(std::string& out) const {

@@ -77,6 +77,22 @@ class Metrics {
   static constexpr size_t kOtherStatus = kStatuses.size();
 
   void appendScrubCounters(std::string& out) const;
+  // One cache tier's usage and totals, as the outpost_cache_tier_* families render it.
+  struct TierRow {
+    std::string tier;  // the value of the tier label: "disk0", "disk1", ...
+    uint64_t bytes = 0;
+    uint64_t budget_bytes = 0;
+    uint64_t entries = 0;
+    uint64_t hits = 0;
+    uint64_t promotions = 0;
+    uint64_t demotions = 0;
+    uint64_t evictions = 0;
+    uint64_t evicted_bytes = 0;
+    uint64_t failures = 0;
+    uint64_t corrupt_removed = 0;
+  };
+  std::vector<TierRow> cacheTierRows() const;
+  void appendCacheTiers(std::string& out) const;
   void appendDiskBudget(std::string& out) const;
   void appendGcCounters(std::string& out) const;
 

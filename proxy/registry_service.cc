@@ -33,6 +33,27 @@ bool isReadMethod(const HttpRequest& request) {
 
 }  // namespace
 
+cache::DiskBudgetOptions diskBudgetOptions(const StorageConfig& storage) {
+  cache::DiskBudgetOptions options{.budget_bytes = storage.disk_budget_bytes,
+                                   .high_watermark_percent = storage.high_watermark_percent,
+                                   .low_watermark_percent = storage.low_watermark_percent,
+                                   .promote_after_hits = storage.promote_after_hits,
+                                   .space_wait_ms = storage.space_wait_timeout_ms};
+  for (const DiskTierConfig& tier : storage.lower_tiers) {
+    options.lower_tiers.push_back(cache::DiskTierOptions{
+        tier.budget_bytes, tier.high_watermark_percent, tier.low_watermark_percent});
+  }
+  return options;
+}
+
+std::vector<std::filesystem::path> blobTierRoots(const StorageConfig& storage) {
+  std::vector<std::filesystem::path> roots{storage.data_dir};
+  for (const DiskTierConfig& tier : storage.lower_tiers) {
+    roots.emplace_back(tier.path);
+  }
+  return roots;
+}
+
 RegistryService::RegistryService(const Config& config, storage::BlobStore& store,
                                  storage::Index& index, storage::UploadStore& uploads,
                                  const Clock& clock, size_t loop_count)
@@ -40,11 +61,7 @@ RegistryService::RegistryService(const Config& config, storage::BlobStore& store
       store_(store),
       index_(index),
       clock_(clock),
-      disk_budget_(
-          index, store, clock,
-          cache::DiskBudgetOptions{.budget_bytes = config.storage.disk_budget_bytes,
-                                   .high_watermark_percent = config.storage.high_watermark_percent,
-                                   .low_watermark_percent = config.storage.low_watermark_percent}),
+      disk_budget_(index, store, clock, diskBudgetOptions(config.storage)),
       garbage_collection_(index, store, clock, config.storage.gc_interval_ms,
                           config.storage.gc_grace_period_ms),
       router_(config),

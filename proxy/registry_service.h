@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@
 #include "storage/upload_store.h"
 
 namespace outpost::proxy {
+
+// The disk budget's options and the blob store's tier folders, from storage.*.
+cache::DiskBudgetOptions diskBudgetOptions(const StorageConfig& storage);
+std::vector<std::filesystem::path> blobTierRoots(const StorageConfig& storage);
 
 class RegistryService {
  public:

@@ -201,8 +201,7 @@ class BlobDownload final : public UpstreamHandler {
         [this, commit_status] {
           if (commit_status->isOk()) {
             fill_->markCommitted();
-            remote_.context_.disk_budget->recordAccess(fill_->digest(),
-                                                       fill_->snapshot().written);
+            remote_.context_.disk_budget->recordCommit(fill_->digest(), fill_->snapshot().written);
             remote_.context_.metrics->fills_completed.fetch_add(1, std::memory_order_relaxed);
             log::cache().debug("blob stored digest={} bytes={}", fill_->digest().str(),
                                fill_->snapshot().written);
@@ -298,9 +297,10 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
 void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
                                      const Digest& digest, storage::BlobFile file) {
   context_.index->touchBlob(digest, context_.clock->nowMs());
-  context_.disk_budget->recordAccess(digest, file.size);
+  context_.disk_budget->recordAccess(digest, file.size, file.tier);
   // Pinned, so that the disk budget does not choose the blob while it is sent.
-  sendBlobFile(exchange, digest, std::move(file), context_.disk_budget->pin(digest));
+  cache::DiskBudget::Pin pin = context_.disk_budget->pin(digest, file.tier);
+  sendBlobFile(exchange, digest, std::move(file), std::move(pin));
 }
 
 void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange,
@@ -340,9 +340,36 @@ void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>
 void RemoteRepository::startBlobDownload(EventLoop& loop, const std::string& name,
                                          const std::shared_ptr<cache::BlobFill>& fill,
                                          std::string_view request_id) {
-  auto* download = new BlobDownload(*this, loop, fill);
-  download->start(
-      makeRequest("GET", "/v2/" + name + "/blobs/" + fill->digest().str(), request_id));
+  cache::DiskBudget& budget = *context_.disk_budget;
+  if (budget.hasRoomForDownload()) {
+    auto* download = new BlobDownload(*this, loop, fill);
+    download->start(
+        makeRequest("GET", "/v2/" + name + "/blobs/" + fill->digest().str(), request_id));
+    return;
+  }
+  // The first tier is full: the download waits for the budget's thread to make room, so that a
+  // burst of downloads does not fill the disk. Clients joined to the fill wait with it.
+  log::cache().info(
+      "blob download waits for room req={} digest={} bytes={} reserved_bytes={} "
+      "budget_bytes={}",
+      request_id, fill->digest().str(), budget.bytesUsed(), budget.bytesReserved(),
+      budget.budgetBytes());
+  budget.waitForRoom([this, loop = &loop, name, fill, id = std::string(request_id)](bool has_room) {
+    loop->post([this, loop, name, fill, id, has_room] {
+      if (has_room) {
+        startBlobDownload(*loop, name, fill, id);
+        return;
+      }
+      Status failure(StatusCode::kNoSpace,
+                     "no room in the cache for a download: the first disk tier stayed full, "
+                     "and nothing in it could be moved or evicted");
+      fill->fail(failure);
+      context_.fills->remove(fill);
+      context_.metrics->fills_failed.fetch_add(1, std::memory_order_relaxed);
+      log::cache().error("blob download gave up waiting for room req={} digest={}", id,
+                         fill->digest().str());
+    });
+  });
 }
 
 }  // namespace outpost::proxy

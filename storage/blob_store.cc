@@ -86,6 +86,12 @@ size_t removeFolderEntries(const std::filesystem::path& folder) {
   return removed;
 }
 
+// The content address of `digest` under a tier's blobs/ folder.
+std::filesystem::path contentPath(const std::filesystem::path& blobs_dir, const Digest& digest) {
+  std::string_view hex = digest.hex();
+  return blobs_dir / digest.algorithmName() / hex.substr(0, 2) / hex;
+}
+
 // Returns a fresh temporary file name: 16 random bytes in hex and the suffix ".part".
 Expected<std::string> randomTempName() {
   OUTPOST_ASSIGN_OR_RETURN(std::string name, randomHexId());
@@ -94,31 +100,59 @@ Expected<std::string> randomTempName() {
 
 }  // namespace
 
-BlobStore::BlobStore(PrivateTag, std::filesystem::path root)
-    : root_(std::move(root)), blobs_dir_(root_ / "blobs"), temp_dir_(root_ / "tmp") {}
+BlobStore::Tier::Tier(std::filesystem::path root_folder)
+    : root(std::move(root_folder)), blobs_dir(root / "blobs"), temp_dir(root / "tmp") {}
 
 Expected<std::unique_ptr<BlobStore>> BlobStore::open(const std::filesystem::path& root) {
-  if (root.empty()) {
-    return invalidArgument("blob store root folder is empty");
-  }
-  auto store = std::make_unique<BlobStore>(PrivateTag(), root);
+  return open(std::vector<std::filesystem::path>{root});
+}
 
-  for (std::string_view algorithm : {"sha256", "sha512"}) {
-    OUTPOST_RETURN_IF_ERROR(createFolders(store->blobs_dir_ / algorithm));
+Expected<std::unique_ptr<BlobStore>> BlobStore::open(
+    const std::vector<std::filesystem::path>& tier_roots) {
+  if (tier_roots.empty() || tier_roots.size() > kMaxTiers) {
+    return invalidArgument("a blob store needs 1 to " + std::to_string(kMaxTiers) +
+                           " tier folders, got " + std::to_string(tier_roots.size()));
   }
-  OUTPOST_RETURN_IF_ERROR(createFolders(store->temp_dir_));
-  // Makes the entries of folders created above durable before any blob is committed into them.
-  OUTPOST_RETURN_IF_ERROR(fsyncFolder(store->blobs_dir_));
-  OUTPOST_RETURN_IF_ERROR(fsyncFolder(store->root_));
-
-  size_t removed = removeFolderEntries(store->temp_dir_);
-  log::storage().info("blob store opened root={} removed_temp_files={}", root.string(), removed);
+  auto store = std::make_unique<BlobStore>(PrivateTag());
+  for (const std::filesystem::path& root : tier_roots) {
+    if (root.empty()) {
+      return invalidArgument("blob store root folder is empty");
+    }
+    std::filesystem::path normal = root.lexically_normal();
+    for (const std::unique_ptr<Tier>& tier : store->tiers_) {
+      if (tier->root.lexically_normal() == normal) {
+        return invalidArgument("blob store tier folder " + root.string() + " is listed twice");
+      }
+    }
+    store->tiers_.push_back(std::make_unique<Tier>(root));
+    OUTPOST_RETURN_IF_ERROR(openTier(*store->tiers_.back()));
+  }
   return store;
 }
 
+Status BlobStore::openTier(Tier& tier) {
+  for (std::string_view algorithm : {"sha256", "sha512"}) {
+    OUTPOST_RETURN_IF_ERROR(createFolders(tier.blobs_dir / algorithm));
+  }
+  OUTPOST_RETURN_IF_ERROR(createFolders(tier.temp_dir));
+  // Makes the entries of folders created above durable before any blob is committed into them.
+  OUTPOST_RETURN_IF_ERROR(fsyncFolder(tier.blobs_dir));
+  OUTPOST_RETURN_IF_ERROR(fsyncFolder(tier.root));
+
+  size_t removed = removeFolderEntries(tier.temp_dir);
+  log::storage().info("blob store opened root={} removed_temp_files={}", tier.root.string(),
+                      removed);
+  return Status::ok();
+}
+
 Expected<std::unique_ptr<BlobWriter>> BlobStore::createWriter(DigestAlgorithm algorithm) {
+  return createWriterIn(*tiers_.front(), algorithm);
+}
+
+Expected<std::unique_ptr<BlobWriter>> BlobStore::createWriterIn(Tier& tier,
+                                                                DigestAlgorithm algorithm) {
   OUTPOST_ASSIGN_OR_RETURN(std::string name, randomTempName());
-  std::filesystem::path path = temp_dir_ / name;
+  std::filesystem::path path = tier.temp_dir / name;
 
   UniqueFd fd(retryOnEintr(
       [&] { return ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644); }));
@@ -129,13 +163,26 @@ Expected<std::unique_ptr<BlobWriter>> BlobStore::createWriter(DigestAlgorithm al
 }
 
 Status BlobStore::commit(BlobWriter& writer, const Digest& expected) {
+  OUTPOST_RETURN_IF_ERROR(commitInto(*tiers_.front(), writer, expected));
+  for (uint32_t tier = 1; tier < tiers_.size(); ++tier) {
+    if (Status removed = removeFromTier(expected, tier);
+        !removed.isOk() && removed.code() != StatusCode::kNotFound) {
+      // The blob is served from the first tier; fsck reports the copy left here.
+      log::storage().error("lower tier copy of a committed blob not removed digest={} error={}",
+                           expected.str(), removed.toString());
+    }
+  }
+  return Status::ok();
+}
+
+Status BlobStore::commitInto(Tier& tier, BlobWriter& writer, const Digest& expected) {
   if (!writer.isWriting()) {
     return invalidArgument("blob writer is already committed or discarded path=" +
                            writer.tempPath().string());
   }
-  if (writer.tempPath().parent_path() != temp_dir_) {
+  if (writer.tempPath().parent_path() != tier.temp_dir) {
     return invalidArgument("blob writer file " + writer.tempPath().string() +
-                           " is not in this store's temporary folder " + temp_dir_.string());
+                           " is not in this store's temporary folder " + tier.temp_dir.string());
   }
 
   Expected<Digest> actual = digestOfWriter(writer, expected.algorithm());
@@ -149,10 +196,10 @@ Status BlobStore::commit(BlobWriter& writer, const Digest& expected) {
                       " actual=" + actual->str() + " size=" + std::to_string(writer.size()));
   }
 
-  if (adoptExistingBlob(writer, pathFor(expected))) {
+  if (adoptExistingBlob(writer, contentPath(tier.blobs_dir, expected))) {
     return Status::ok();
   }
-  Status moved = moveIntoPlace(writer, expected);
+  Status moved = moveIntoPlace(tier, writer, expected);
   if (!moved.isOk()) {
     writer.discard();
     return moved;
@@ -215,29 +262,29 @@ bool BlobStore::adoptExistingBlob(BlobWriter& writer, const std::filesystem::pat
   return true;
 }
 
-Status BlobStore::ensureShardFolder(const Digest& digest) {
-  std::atomic<bool>& is_durable = durable_shards_[shardIndex(digest)];
+Status BlobStore::ensureShardFolder(Tier& tier, const Digest& digest) {
+  std::atomic<bool>& is_durable = tier.durable_shards[shardIndex(digest)];
   if (is_durable.load(std::memory_order_acquire)) {
     return Status::ok();
   }
 
   // The algorithm folder is fsynced even when the two-char folder already exists, because
   // another thread may have just created it and not yet made its entry durable.
-  std::filesystem::path shard = pathFor(digest).parent_path();
+  std::filesystem::path shard = contentPath(tier.blobs_dir, digest).parent_path();
   OUTPOST_RETURN_IF_ERROR(makeFolder(shard));
   OUTPOST_RETURN_IF_ERROR(fsyncFolder(shard.parent_path()));
   is_durable.store(true, std::memory_order_release);
   return Status::ok();
 }
 
-Status BlobStore::moveIntoPlace(BlobWriter& writer, const Digest& digest) {
+Status BlobStore::moveIntoPlace(Tier& tier, BlobWriter& writer, const Digest& digest) {
   if (retryOnEintr([&] { return ::fsync(writer.fd()); }) != 0) {
     return errnoStatus("fsync of temporary blob file " + writer.tempPath().string() + " failed",
                        errno);
   }
 
-  OUTPOST_RETURN_IF_ERROR(ensureShardFolder(digest));
-  std::filesystem::path path = pathFor(digest);
+  OUTPOST_RETURN_IF_ERROR(ensureShardFolder(tier, digest));
+  std::filesystem::path path = contentPath(tier.blobs_dir, digest);
   if (::rename(writer.tempPath().c_str(), path.c_str()) != 0) {
     return errnoStatus(
         "renaming " + writer.tempPath().string() + " to " + path.string() + " failed", errno);
@@ -245,8 +292,8 @@ Status BlobStore::moveIntoPlace(BlobWriter& writer, const Digest& digest) {
   return fsyncFolder(path.parent_path());
 }
 
-Expected<BlobFile> BlobStore::openBlob(const Digest& digest) const {
-  std::filesystem::path path = pathFor(digest);
+Expected<BlobFile> BlobStore::openBlobIn(const Digest& digest, uint32_t tier) const {
+  std::filesystem::path path = pathFor(digest, tier);
   UniqueFd fd(retryOnEintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }));
   if (!fd) {
     if (errno == ENOENT) {
@@ -259,28 +306,101 @@ Expected<BlobFile> BlobStore::openBlob(const Digest& digest) const {
   if (::fstat(fd.get(), &info) != 0) {
     return errnoStatus("fstat of blob " + path.string() + " failed", errno);
   }
-  return BlobFile{std::move(fd), static_cast<uint64_t>(info.st_size)};
+  return BlobFile{std::move(fd), static_cast<uint64_t>(info.st_size), tier};
+}
+
+Expected<BlobFile> BlobStore::openBlob(const Digest& digest) const {
+  // A move to a higher tier renames into it before it unlinks the source, so a reader that
+  // misses the higher tier and then the lower one raced such a move, and finds the blob in
+  // the second pass. One tier needs one pass.
+  const int passes = tiers_.size() > 1 ? 2 : 1;
+  for (int pass = 0; pass < passes; ++pass) {
+    for (uint32_t tier = 0; tier < tiers_.size(); ++tier) {
+      Expected<BlobFile> file = openBlobIn(digest, tier);
+      if (file || file.status().code() != StatusCode::kNotFound) {
+        return file;
+      }
+    }
+  }
+  return notFound("blob not found digest=" + digest.str());
 }
 
 bool BlobStore::contains(const Digest& digest) const {
-  struct stat info {};
-  return ::stat(pathFor(digest).c_str(), &info) == 0;
+  for (uint32_t tier = 0; tier < tiers_.size(); ++tier) {
+    struct stat info {};
+    if (::stat(pathFor(digest, tier).c_str(), &info) == 0) {
+      return true;
+    }
+  }
+  return false;
 }
 
 Status BlobStore::remove(const Digest& digest) {
-  std::filesystem::path path = pathFor(digest);
+  bool removed_any = false;
+  Status first_failure;
+  for (uint32_t tier = 0; tier < tiers_.size(); ++tier) {
+    Status removed = removeFromTier(digest, tier);
+    if (removed.isOk()) {
+      removed_any = true;
+    } else if (removed.code() != StatusCode::kNotFound && first_failure.isOk()) {
+      first_failure = removed;
+    }
+  }
+  if (!first_failure.isOk()) {
+    return first_failure;
+  }
+  return removed_any ? Status::ok() : notFound("blob not found digest=" + digest.str());
+}
+
+Status BlobStore::removeFromTier(const Digest& digest, uint32_t tier) {
+  if (tier >= tiers_.size()) {
+    return invalidArgument("blob store has no tier " + std::to_string(tier));
+  }
+  std::filesystem::path path = pathFor(digest, tier);
   if (::unlink(path.c_str()) != 0) {
     if (errno == ENOENT) {
-      return notFound("blob not found digest=" + digest.str());
+      return notFound("blob not found digest=" + digest.str() + " tier=" + std::to_string(tier));
     }
     return errnoStatus("removing blob " + path.string() + " failed", errno);
   }
   return Status::ok();
 }
 
-std::filesystem::path BlobStore::pathFor(const Digest& digest) const {
-  std::string_view hex = digest.hex();
-  return blobs_dir_ / digest.algorithmName() / hex.substr(0, 2) / hex;
+Status BlobStore::copyToTier(const Digest& digest, uint32_t from, uint32_t to) {
+  if (from >= tiers_.size() || to >= tiers_.size() || from == to) {
+    return invalidArgument("cannot copy a blob from tier " + std::to_string(from) + " to tier " +
+                           std::to_string(to) + " of " + std::to_string(tiers_.size()));
+  }
+  OUTPOST_ASSIGN_OR_RETURN(BlobFile source, openBlobIn(digest, from));
+  OUTPOST_ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> writer,
+                           createWriterIn(*tiers_[to], digest.algorithm()));
+  std::vector<std::byte> buffer(kRehashBufferBytes);
+  uint64_t offset = 0;
+  while (offset < source.size) {
+    size_t chunk_bytes =
+        static_cast<size_t>(std::min<uint64_t>(buffer.size(), source.size - offset));
+    ssize_t count = retryOnEintr([&] {
+      return ::pread(source.fd.get(), buffer.data(), chunk_bytes, static_cast<off_t>(offset));
+    });
+    if (count < 0) {
+      writer->discard();
+      return errnoStatus("reading blob " + pathFor(digest, from).string() + " failed", errno);
+    }
+    if (count == 0) {
+      break;  // shorter than at open: the digest check below fails
+    }
+    if (Status appended = writer->append(std::span(buffer.data(), static_cast<size_t>(count)));
+        !appended.isOk()) {
+      writer->discard();
+      return appended;
+    }
+    offset += static_cast<uint64_t>(count);
+  }
+  return commitInto(*tiers_[to], *writer, digest);
+}
+
+std::filesystem::path BlobStore::pathFor(const Digest& digest, uint32_t tier) const {
+  return contentPath(tiers_[tier]->blobs_dir, digest);
 }
 
 }  // namespace outpost::storage

@@ -26,8 +26,8 @@ constexpr size_t kReadBufferBytes = 1 << 20;
 constexpr int kMaxQuarantineSuffix = 1000;
 
 constexpr std::array<std::string_view, kFsckKindCount> kKindNames = {
-    "missing_file",    "unindexed_file", "size_mismatch",
-    "digest_mismatch", "stray_file",     "damaged_record"};
+    "missing_file", "unindexed_file", "size_mismatch",  "digest_mismatch",
+    "stray_file",   "damaged_record", "duplicate_file", "wrong_tier"};
 
 // The algorithm folders that may appear under blobs/, as BlobStore::pathFor names them.
 constexpr std::array<std::string_view, 2> kAlgorithmFolders = {"sha256", "sha512"};
@@ -133,9 +133,9 @@ std::string quoteIfNeeded(std::string_view value) {
 // was deleted is seen as unindexed.
 class FsckRun {
  public:
-  FsckRun(const fs::path& data_dir, Index& index, const FsckOptions& options,
+  FsckRun(std::vector<fs::path> tier_roots, Index& index, const FsckOptions& options,
           const FsckFindingCallback& on_finding, const Clock& clock)
-      : data_dir_(data_dir),
+      : tier_roots_(std::move(tier_roots)),
         index_(index),
         options_(options),
         on_finding_(on_finding),
@@ -143,7 +143,9 @@ class FsckRun {
 
   Expected<FsckReport> run() {
     OUTPOST_RETURN_IF_ERROR(checkIndex());
-    OUTPOST_RETURN_IF_ERROR(walkBlobs());
+    for (uint32_t tier = 0; tier < tier_roots_.size(); ++tier) {
+      OUTPOST_RETURN_IF_ERROR(walkBlobs(tier));
+    }
     return report_;
   }
 
@@ -159,27 +161,63 @@ class FsckRun {
         [this](std::string_view key, const Status& reason) { checkDamagedRecord(key, reason); });
   }
 
+  // Whether `path` is a regular file, with its stat in `info`. Counts an error and returns
+  // nullopt when it cannot tell.
+  std::optional<bool> isRegularFile(const fs::path& path, struct stat& info) {
+    bool exists = ::lstat(path.c_str(), &info) == 0;
+    if (!exists && errno != ENOENT) {
+      countError("stat of blob file failed", path, errnoStatus("lstat", errno));
+      return std::nullopt;
+    }
+    // A folder or a symbolic link at the address is not a blob file. The walk reports it as stray.
+    return exists && S_ISREG(info.st_mode);
+  }
+
   void checkRecord(const Digest& digest, const BlobRecord& record) {
     ++report_.indexed_blobs;
     FsckFinding finding;
     finding.digest = digest;
-    finding.path = blobPath(data_dir_, digest);
+    bool is_known_tier = record.tier < tier_roots_.size();
+    finding.path = blobPath(tier_roots_[is_known_tier ? record.tier : 0], digest);
 
     struct stat info {};
-    bool exists = ::lstat(finding.path.c_str(), &info) == 0;
-    if (!exists && errno != ENOENT) {
-      countError("stat of blob file failed", finding.path, errnoStatus("lstat", errno));
+    std::optional<bool> is_file =
+        is_known_tier ? isRegularFile(finding.path, info) : std::optional<bool>(false);
+    if (!is_file) {
       return;
     }
-    // A folder or a symbolic link at the address is not a blob file. The walk reports it as stray.
-    bool is_file = exists && S_ISREG(info.st_mode);
-    if (!is_file) {
-      finding.kind = FsckKind::kMissingFile;
-      if (options_.repair) {
-        removeRecord(finding);
+    if (!*is_file) {
+      std::optional<uint32_t> found = findInOtherTier(digest, record.tier, info);
+      if (!found) {
+        finding.kind = FsckKind::kMissingFile;
+        if (!is_known_tier) {
+          finding.detail =
+              "the record names tier " + std::to_string(record.tier) + ", which is not configured";
+        }
+        if (options_.repair) {
+          removeRecord(finding);
+        }
+        emit(std::move(finding));
+        return;
       }
-      emit(std::move(finding));
-      return;
+      // An interrupted move, or a tier that changed places in the configuration.
+      FsckFinding moved;
+      moved.kind = FsckKind::kWrongTier;
+      moved.digest = digest;
+      moved.path = blobPath(tier_roots_[*found], digest);
+      moved.file_bytes = static_cast<uint64_t>(info.st_size);
+      moved.detail = "the record names tier " + std::to_string(record.tier) +
+                     ", the file is in tier " + std::to_string(*found);
+      if (options_.repair) {
+        Expected<BlobRecord> updated = index_.setBlobTier(digest, static_cast<uint8_t>(*found));
+        if (updated) {
+          moved.action = FsckAction::kUpdatedIndexEntry;
+        } else {
+          moved.detail += "; not repaired: " + updated.status().toString();
+        }
+      }
+      finding.path = moved.path;
+      emit(std::move(moved));
     }
 
     finding.file_bytes = static_cast<uint64_t>(info.st_size);
@@ -223,16 +261,32 @@ class FsckRun {
       return;
     }
     finding.digest = *digest;
-    finding.path = blobPath(data_dir_, *digest);
+    finding.path = blobPath(tier_roots_[0], *digest);
     if (options_.repair) {
       removeRecord(finding);
     }
     emit(std::move(finding));
   }
 
-  // File walk: everything under blobs/ must be <algorithm>/<hex pair>/<hex> with an index record.
-  Status walkBlobs() {
-    fs::path blobs = data_dir_ / "blobs";
+  // The first tier other than `skip` with a regular file for `digest`, with its stat in `info`.
+  std::optional<uint32_t> findInOtherTier(const Digest& digest, uint32_t skip, struct stat& info) {
+    for (uint32_t tier = 0; tier < tier_roots_.size(); ++tier) {
+      if (tier == skip) {
+        continue;
+      }
+      std::optional<bool> is_file = isRegularFile(blobPath(tier_roots_[tier], digest), info);
+      if (is_file && *is_file) {
+        return tier;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // File walk of one tier: everything under blobs/ must be <algorithm>/<hex pair>/<hex> with an
+  // index record that names this tier.
+  Status walkBlobs(uint32_t tier) {
+    walk_tier_ = tier;
+    fs::path blobs = tier_roots_[tier] / "blobs";
     std::error_code error;
     if (!fs::exists(fs::symlink_status(blobs, error))) {
       return Status::ok();  // an empty store has no blobs/ folder yet
@@ -296,6 +350,9 @@ class FsckRun {
 
     Expected<BlobRecord> record = index_.getBlob(digest);
     if (record) {
+      if (record->tier != walk_tier_) {
+        checkDuplicate(path, digest, *record, info);
+      }
       return;  // the index pass checked it
     }
     if (record.status().code() == StatusCode::kCorruption) {
@@ -317,6 +374,36 @@ class FsckRun {
     emit(std::move(finding));
   }
 
+  // A file in a tier other than the one its record names. When the named tier has the file too,
+  // this copy is what an interrupted move left behind, and repair removes it.
+  void checkDuplicate(const fs::path& path, const Digest& digest, const BlobRecord& record,
+                      const struct stat& info) {
+    if (record.tier >= tier_roots_.size()) {
+      return;  // the index pass reported the record
+    }
+    struct stat named_info {};
+    std::optional<bool> named_exists =
+        isRegularFile(blobPath(tier_roots_[record.tier], digest), named_info);
+    if (!named_exists || !*named_exists) {
+      return;  // the index pass reported the record as being in the wrong tier
+    }
+    FsckFinding finding;
+    finding.kind = FsckKind::kDuplicateFile;
+    finding.digest = digest;
+    finding.path = path;
+    finding.file_bytes = static_cast<uint64_t>(info.st_size);
+    finding.detail = "the record names tier " + std::to_string(record.tier);
+    if (options_.repair) {
+      if (::unlink(path.c_str()) == 0) {
+        finding.action = FsckAction::kRemovedFile;
+      } else {
+        finding.detail +=
+            "; not repaired: " + errnoStatus("unlink of " + path.string(), errno).toString();
+      }
+    }
+    emit(std::move(finding));
+  }
+
   // Indexes an unindexed file whose bytes hash to its name, and quarantines it otherwise.
   void adoptOrQuarantine(FsckFinding& finding, int64_t mtime_ms) {
     Expected<Digest> actual = hashFile(finding.path, finding.digest->algorithm());
@@ -332,7 +419,7 @@ class FsckRun {
 
     // The file's mtime is the best known creation and access time, so eviction treats an
     // adopted blob as last used when it was written.
-    BlobRecord record{finding.file_bytes, mtime_ms, mtime_ms};
+    BlobRecord record{finding.file_bytes, mtime_ms, mtime_ms, static_cast<uint8_t>(walk_tier_)};
     Status put = index_.putBlob(*finding.digest, record);
     if (!put.isOk()) {
       finding.detail = "not repaired: " + put.toString();
@@ -384,12 +471,23 @@ class FsckRun {
     report_.quarantined_bytes += finding.file_bytes;
   }
 
+  // The quarantine folder is in the tier of the file, so that the rename stays on its file
+  // system.
   Expected<fs::path> quarantineTarget(const fs::path& path) const {
-    fs::path relative = path.lexically_relative(data_dir_);
-    if (relative.empty() || *relative.begin() == "..") {
-      return invalidArgument(path.string() + " is outside the data folder");
+    const fs::path* root = nullptr;
+    fs::path relative;
+    for (const fs::path& tier_root : tier_roots_) {
+      fs::path candidate = path.lexically_relative(tier_root);
+      if (!candidate.empty() && *candidate.begin() != "..") {
+        root = &tier_root;
+        relative = candidate;
+        break;
+      }
     }
-    fs::path base = data_dir_ / "quarantine" / relative;
+    if (root == nullptr) {
+      return invalidArgument(path.string() + " is outside the data folder and the tiers");
+    }
+    fs::path base = *root / "quarantine" / relative;
     base += "." + std::to_string(clock_.nowMs() / 1000);
 
     std::error_code error;
@@ -459,7 +557,10 @@ class FsckRun {
     }
   }
 
-  const fs::path data_dir_;
+  // The data folder first, then the lower tiers.
+  const std::vector<fs::path> tier_roots_;
+  // The tier the file walk is in.
+  uint32_t walk_tier_ = 0;
   Index& index_;
   const FsckOptions& options_;
   const FsckFindingCallback& on_finding_;
@@ -481,6 +582,10 @@ std::string_view fsckActionName(FsckAction action) {
       return "adopted";
     case FsckAction::kQuarantined:
       return "quarantined";
+    case FsckAction::kRemovedFile:
+      return "removed_file";
+    case FsckAction::kUpdatedIndexEntry:
+      return "updated_index_entry";
   }
   return "none";
 }
@@ -495,12 +600,18 @@ uint64_t FsckReport::findingCount() const {
 
 Expected<FsckReport> runFsck(const fs::path& data_dir, Index& index, const FsckOptions& options,
                              const FsckFindingCallback& on_finding, const Clock& clock) {
-  std::error_code error;
-  fs::path absolute = fs::absolute(data_dir, error);
-  if (error) {
-    return errnoStatus("resolving data folder " + data_dir.string() + " failed", error.value());
+  std::vector<fs::path> tier_roots{data_dir};
+  tier_roots.insert(tier_roots.end(), options.lower_tier_roots.begin(),
+                    options.lower_tier_roots.end());
+  for (fs::path& root : tier_roots) {
+    std::error_code error;
+    fs::path absolute = fs::absolute(root, error);
+    if (error) {
+      return errnoStatus("resolving blob folder " + root.string() + " failed", error.value());
+    }
+    root = absolute.lexically_normal();
   }
-  FsckRun run(absolute.lexically_normal(), index, options, on_finding, clock);
+  FsckRun run(std::move(tier_roots), index, options, on_finding, clock);
   return run.run();
 }
 

@@ -23,12 +23,21 @@
 //                    a symbolic link, a nested folder's files)
 //   damaged_record   a blob record whose key is not a digest   repair: delete the record
 //                    or whose value does not decode
+//   wrong_tier       the record names a tier without the file, repair: record the tier that has
+//                    and another tier has it                  the file
+//   duplicate_file   a file in a tier other than the one its   repair: remove the file, since
+//                    record names, which has the file too      the named tier has the blob
+//
+// Lower disk tiers (FsckOptions::lower_tier_roots) have the layout of the data folder's blobs/
+// and are checked the same way. A move between tiers copies, indexes, then removes the source,
+// so an interrupted move leaves a duplicate_file or, if the index write was lost, a wrong_tier
+// finding, and never loses the blob.
 //
 // Quarantine never deletes bytes: it renames the file to
-// <data_dir>/quarantine/<path relative to data_dir>.<unix time in seconds>, adding ".<n>" when
-// that name is taken. Repairs delete an index record before they move its file, so an interrupted
-// repair leaves an unindexed file, never a record without a file. Files under tmp/ are left to
-// BlobStore::open, which removes them.
+// <tier root>/quarantine/<path relative to the tier root>.<unix time in seconds>, adding ".<n>"
+// when that name is taken. Repairs delete an index record before they move its file, so an
+// interrupted repair leaves an unindexed file, never a record without a file. Files under tmp/ are
+// left to BlobStore::open, which removes them.
 //
 // fsck must not run next to a server on the same data folder. Opening the index takes RocksDB's
 // lock on the folder, so runFsck(data_dir, ...) fails while a server holds it.
@@ -41,6 +50,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/digest.h"
@@ -56,14 +66,18 @@ enum class FsckKind {
   kDigestMismatch,
   kStrayFile,
   kDamagedRecord,
+  kDuplicateFile,
+  kWrongTier,
 };
-inline constexpr size_t kFsckKindCount = 6;
+inline constexpr size_t kFsckKindCount = 8;
 
 enum class FsckAction {
   kNone,
   kRemovedIndexEntry,
   kAdopted,
   kQuarantined,
+  kRemovedFile,
+  kUpdatedIndexEntry,
 };
 
 // The names used in the report lines: "missing_file", "removed_index_entry", ...
@@ -75,6 +89,8 @@ struct FsckOptions {
   bool repair = false;
   // Hash every indexed blob file and compare it with its name. Reads every byte of the store.
   bool verify_digests = false;
+  // The lower disk tiers (storage.lower_tiers), in order; the data folder is the first tier.
+  std::vector<std::filesystem::path> lower_tier_roots;
 };
 
 struct FsckFinding {

@@ -537,6 +537,19 @@ Expected<BlobRecord> Index::getBlob(const Digest& digest) const {
   return record;
 }
 
+Expected<BlobRecord> Index::setBlobTier(const Digest& digest, uint8_t tier) {
+  std::lock_guard lock(blob_write_mutex_);
+  OUTPOST_ASSIGN_OR_RETURN(BlobRecord record, getBlob(digest));
+  record.tier = tier;
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  rocksdb::Status status =
+      db_->Put(options, handles_[kBlobs], digest.str(), encodeBlobRecord(record));
+  OUTPOST_RETURN_IF_ERROR(
+      fromRocksStatus("writing blob tier failed digest=" + digest.str(), status));
+  return record;
+}
+
 Status Index::deleteBlob(const Digest& digest) {
   std::lock_guard lock(blob_write_mutex_);
   rocksdb::WriteOptions options;

@@ -188,6 +188,10 @@ class Index {
   Expected<BlobRecord> getBlob(const Digest& digest) const;  // kNotFound
   // Deleting an absent record is OK.
   Status deleteBlob(const Digest& digest);
+  // Records that the file of `digest` now lives in disk tier `tier`, keeping the other fields,
+  // and returns the record written. kNotFound when the record is gone, for instance deleted
+  // by an eviction or the scrub. BLOCKING: a synced write.
+  Expected<BlobRecord> setBlobTier(const Digest& digest, uint8_t tier);
   // Calls `fn` for each blob record in key order until it returns false, reading from a snapshot
   // taken at the call, so `fn` may put and delete blob records. A record whose key is not a
   // digest or whose value does not decode goes to `on_damaged` with the raw key and the reason,

@@ -7,6 +7,8 @@ namespace outpost::storage {
 namespace {
 
 constexpr size_t kBlobRecordBytes = 1 + 8 + 8 + 8;
+// A blob record of a lower disk tier carries one more byte, its tier.
+constexpr size_t kTieredBlobRecordBytes = kBlobRecordBytes + 1;
 constexpr size_t kContentRecordBytes = 1 + 8;
 
 void appendU32(std::string& out, uint32_t value) {
@@ -116,14 +118,18 @@ std::string encodeBlobRecord(const BlobRecord& record) {
   appendU64(out, record.size);
   appendI64(out, record.created_ms);
   appendI64(out, record.last_access_ms);
+  if (record.tier != 0) {
+    out.push_back(static_cast<char>(record.tier));
+  }
   return out;
 }
 
 Expected<BlobRecord> decodeBlobRecord(std::string_view value) {
   OUTPOST_RETURN_IF_ERROR(checkVersion("blob", value));
-  if (value.size() != kBlobRecordBytes) {
+  if (value.size() != kBlobRecordBytes && value.size() != kTieredBlobRecordBytes) {
     return corruption("blob record has " + std::to_string(value.size()) + " bytes, expected " +
-                      std::to_string(kBlobRecordBytes));
+                      std::to_string(kBlobRecordBytes) + " or " +
+                      std::to_string(kTieredBlobRecordBytes));
   }
 
   FieldReader reader(value);
@@ -132,6 +138,12 @@ Expected<BlobRecord> decodeBlobRecord(std::string_view value) {
   record.size = reader.readU64();
   record.created_ms = reader.readI64();
   record.last_access_ms = reader.readI64();
+  if (reader.remaining() > 0) {
+    record.tier = reader.readU8();
+    if (record.tier == 0) {
+      return corruption("blob record names tier 0 in its optional tier byte");
+    }
+  }
   return record;
 }
 

@@ -5,6 +5,7 @@
 // a u32 length and the bytes, except the last field of a manifest, which runs to the end.
 //
 //   BlobRecord v1      u8 version, u64 size, i64 created_ms, i64 last_access_ms   (25 bytes)
+//                      [, u8 tier]   present only for tier 1 and below                (26 bytes)
 //   ManifestRecord v1  u8 version, i64 created_ms, u32 n, media_type[n], body[rest]
 //   TagRecord v1       u8 version, i64 confirmed_ms, u32 n, digest[n], u32 m, media_type[m]
 //   ContentRecord v1   u8 version, i64 added_ms                                    (9 bytes)
@@ -33,6 +34,9 @@ struct BlobRecord {
   uint64_t size = 0;
   int64_t created_ms = 0;
   int64_t last_access_ms = 0;
+  // The disk tier that holds the file: 0 for the data folder, 1 and on for the lower tiers
+  // in configuration order.
+  uint8_t tier = 0;
 
   friend bool operator==(const BlobRecord&, const BlobRecord&) = default;
 };

@@ -13,8 +13,9 @@
 namespace outpost::cache {
 namespace {
 
-using ::testing::HasSubstr;
 using storage::testing::TempFolder;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string descriptor(const Digest& digest, uint64_t size) {
   return R"({"mediaType":"application/octet-stream","digest":")" + digest.str() +
@@ -150,10 +151,13 @@ TEST_F(CacheStatsTest, FormatsReportForPerson) {
   Expected<CacheStats> stats = collectCacheStats(*index_, 2);
   ASSERT_TRUE(stats) << stats.status().toString();
 
-  std::string text = formatCacheStats(*stats, CacheLimits{10'000, 90, 80}, 3000 + 3'600'000);
+  std::string text =
+      formatCacheStats(*stats, {CacheLimits{"/srv/data", 10'000, 90, 80}}, {}, 3000 + 3'600'000);
 
   EXPECT_THAT(text, HasSubstr("blobs: 4 (5.2 KiB)\n"));
-  EXPECT_THAT(text, HasSubstr("disk budget: 9.8 KiB (53.1% used), evicting above 90% down to 80%"));
+  EXPECT_THAT(text, HasSubstr("disk tier 0 (/srv/data): 4 blobs (5.2 KiB), budget 9.8 KiB (53.1% "
+                              "used), moving out above 90% down to 80%"));
+  EXPECT_THAT(text, Not(HasSubstr("since the server started")));
   EXPECT_THAT(text, HasSubstr("manifests: 2 images, 2 indexes and others\n"));
   EXPECT_THAT(text, HasSubstr("largest blobs:\n  " + large_.str()));
   EXPECT_THAT(text, HasSubstr("used 60m ago"));
@@ -165,9 +169,59 @@ TEST_F(CacheStatsTest, FormatsMissingBudget) {
   Expected<CacheStats> stats = collectCacheStats(*index_, 1);
   ASSERT_TRUE(stats) << stats.status().toString();
 
-  std::string text = formatCacheStats(*stats, CacheLimits{}, 0);
+  std::string text = formatCacheStats(*stats, {CacheLimits{"/srv/data"}}, {}, 0);
 
-  EXPECT_THAT(text, HasSubstr("disk budget: none"));
+  EXPECT_THAT(text, HasSubstr("disk tier 0 (/srv/data): 4 blobs (5.2 KiB), no budget"));
+}
+
+TEST_F(CacheStatsTest, CountsBlobsPerTier) {
+  ASSERT_TRUE(index_->setBlobTier(large_, 1).hasValue());
+
+  Expected<CacheStats> stats = collectCacheStats(*index_, 1);
+  ASSERT_TRUE(stats) << stats.status().toString();
+  ASSERT_EQ(stats->tiers.size(), 2u);
+  EXPECT_EQ(stats->tiers[0].blobs + stats->tiers[1].blobs, 4u);
+  EXPECT_EQ(stats->tiers[1].blobs, 1u);
+  EXPECT_EQ(stats->tiers[0].blob_bytes + stats->tiers[1].blob_bytes, stats->blob_bytes);
+
+  std::string one_tier =
+      formatCacheStats(*stats, {CacheLimits{"/srv/data", 10'000, 90, 80}}, {}, 0);
+  EXPECT_THAT(one_tier, HasSubstr("disk tier 1: not configured, 1 blobs"));
+
+  std::string two_tiers = formatCacheStats(
+      *stats, {CacheLimits{"/srv/data", 10'000, 90, 80}, CacheLimits{"/srv/slow", 20'000, 95, 70}},
+      {}, 0);
+  EXPECT_THAT(two_tiers, HasSubstr("disk tier 1 (/srv/slow): 1 blobs"));
+  EXPECT_THAT(two_tiers, HasSubstr("moving out above 95% down to 70%"));
+}
+
+TEST(TierActivityTest, ParsesTierSamplesOfMetricsPage) {
+  std::string page =
+      "# HELP outpost_cache_tier_bytes Bytes.\n"
+      "# TYPE outpost_cache_tier_bytes gauge\n"
+      "outpost_cache_tier_bytes{tier=\"disk0\"} 1024\n"
+      "outpost_cache_tier_bytes{tier=\"disk1\"} 2048\n"
+      "outpost_cache_tier_hits_total{tier=\"disk1\"} 7\n"
+      "outpost_cache_tier_promotions_total{tier=\"disk0\"} 3\n"
+      "outpost_cache_tier_unknown_total{tier=\"disk0\"} 9\n"
+      "outpost_cache_tier_entries{tier=\"disk0\"} not-a-number\n"
+      "outpost_requests_total{route=\"blob\"} 5\n"
+      "outpost_cache_tier_evictions_total{tier=\"disk1\"} 2";
+
+  std::vector<TierActivity> tiers = parseTierActivity(page);
+
+  ASSERT_EQ(tiers.size(), 2u);
+  EXPECT_EQ(tiers[0].tier, "disk0");
+  EXPECT_EQ(tiers[0].bytes, 1024u);
+  EXPECT_EQ(tiers[0].promotions, 3u);
+  EXPECT_EQ(tiers[0].entries, 0u);
+  EXPECT_EQ(tiers[1].tier, "disk1");
+  EXPECT_EQ(tiers[1].hits, 7u);
+  EXPECT_EQ(tiers[1].evictions, 2u);
+
+  std::string text = formatCacheStats(CacheStats{}, {CacheLimits{"/srv/data"}}, tiers, 0);
+  EXPECT_THAT(text, HasSubstr("since the server started:"));
+  EXPECT_THAT(text, HasSubstr("disk1"));
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ TEST(CacheStatsCommandTest, ReadsIndexWhileServing) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(CommandResult result, runCacheStats(config_path));
   EXPECT_EQ(result.exit_code, 0) << result.describe();
   EXPECT_THAT(result.stdout_text, HasSubstr("blobs: 1 (3.0 MiB)"));
-  EXPECT_THAT(result.stdout_text, HasSubstr("disk budget: 10.0 MiB (30.0% used)"));
+  EXPECT_THAT(result.stdout_text, HasSubstr("budget 10.0 MiB (30.0% used)"));
   EXPECT_THAT(result.stdout_text, HasSubstr("least recently used blobs:\n  " + digest));
 }
 

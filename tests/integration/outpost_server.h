@@ -69,6 +69,7 @@ class OutpostServer {
   std::string url() const { return "http://" + hostPort(); }
   RegistryEndpoint endpoint() const;
   const std::string& dataDir() const { return data_dir_; }
+  const std::string& configPath() const { return config_path_; }
   // Where a committed blob lives: <data_dir>/blobs/sha256/<2 hex>/<hex>, for "sha256:<hex>".
   std::string storedBlobPath(const std::string& digest) const;
   pid_t pid() const { return process_ ? process_->pid() : -1; }

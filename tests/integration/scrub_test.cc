@@ -68,7 +68,8 @@ TEST_F(ScrubTest, DamagedBlobFetchedAgain) {
   EXPECT_EQ(waitForMetric("outpost_scrub_corrupt_removed_total", 1), 1u);
   EXPECT_FALSE(std::filesystem::exists(storedPath()));
   // The disk budget stops counting the removed blob.
-  OUTPOST_ASSERT_OK_AND_ASSIGN(uint64_t counted, outpost_->metric("outpost_cache_disk_bytes"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(uint64_t counted,
+                               outpost_->metric("outpost_cache_tier_bytes{tier=\"disk0\"}"));
   EXPECT_EQ(counted, 0u);
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(HttpResult again, httpGet(blob_url_));

@@ -120,6 +120,15 @@ storage:
   disk_budget_bytes: 10737418240
   high_watermark_percent: 95
   low_watermark_percent: 60
+  lower_tiers:
+    - path: /srv/slow/
+      budget_bytes: 1000000
+      high_watermark_percent: 85
+      low_watermark_percent: 70
+    - path: colder
+      budget_bytes: 2000000
+  promote_after_hits: 3
+  space_wait_timeout: 5s
 log:
   level: debug
 default_repository: second
@@ -162,6 +171,16 @@ remotes:
   EXPECT_EQ(config->storage.disk_budget_bytes, 10737418240u);
   EXPECT_EQ(config->storage.high_watermark_percent, 95u);
   EXPECT_EQ(config->storage.low_watermark_percent, 60u);
+  ASSERT_EQ(config->storage.lower_tiers.size(), 2u);
+  EXPECT_EQ(config->storage.lower_tiers[0].path, "/srv/slow");
+  EXPECT_EQ(config->storage.lower_tiers[0].budget_bytes, 1000000u);
+  EXPECT_EQ(config->storage.lower_tiers[0].high_watermark_percent, 85u);
+  EXPECT_EQ(config->storage.lower_tiers[0].low_watermark_percent, 70u);
+  EXPECT_TRUE(std::filesystem::path(config->storage.lower_tiers[1].path).is_absolute());
+  EXPECT_EQ(std::filesystem::path(config->storage.lower_tiers[1].path).filename(), "colder");
+  EXPECT_EQ(config->storage.lower_tiers[1].high_watermark_percent, 90u);
+  EXPECT_EQ(config->storage.promote_after_hits, 3u);
+  EXPECT_EQ(config->storage.space_wait_timeout_ms, 5000);
   EXPECT_EQ(config->log.level, "debug");
   EXPECT_EQ(config->default_repository, "second");
 
@@ -332,6 +351,40 @@ TEST(ConfigTest, RejectsInvalidValues) {
       {"low watermark not below high",
        withRemote("storage:\n  high_watermark_percent: 70\n  low_watermark_percent: 70\n"),
        "storage.low_watermark_percent: 70 must be below storage.high_watermark_percent (70)"},
+      {"lower tiers without a budget",
+       withRemote("storage:\n  lower_tiers:\n    - path: /srv/slow\n      budget_bytes: 10\n"),
+       "storage.disk_budget_bytes: must be set when storage.lower_tiers is"},
+      {"lower tiers not a list",
+       withRemote("storage:\n  disk_budget_bytes: 10\n  lower_tiers: /srv/slow\n"),
+       "storage.lower_tiers: must be a list of disk tiers"},
+      {"lower tier without path",
+       withRemote("storage:\n  disk_budget_bytes: 10\n  lower_tiers:\n    - budget_bytes: 10\n"),
+       "storage.lower_tiers[0].path: is required"},
+      {"lower tier without budget",
+       withRemote("storage:\n  disk_budget_bytes: 10\n  lower_tiers:\n    - path: /srv/slow\n"),
+       "storage.lower_tiers[0].budget_bytes: is required"},
+      {"lower tier budget zero",
+       withRemote("storage:\n  disk_budget_bytes: 10\n  lower_tiers:\n    - path: /srv/slow\n"
+                  "      budget_bytes: 0\n"),
+       "storage.lower_tiers[0].budget_bytes:"},
+      {"lower tier unknown key",
+       withRemote("storage:\n  disk_budget_bytes: 10\n  lower_tiers:\n    - path: /srv/slow\n"
+                  "      budget_bytes: 10\n      size: 1\n"),
+       "storage.lower_tiers[0].size: unknown key"},
+      {"lower tier watermarks out of order",
+       withRemote("storage:\n  disk_budget_bytes: 10\n  lower_tiers:\n    - path: /srv/slow\n"
+                  "      budget_bytes: 10\n      high_watermark_percent: 50\n"
+                  "      low_watermark_percent: 60\n"),
+       "storage.lower_tiers[0].low_watermark_percent: 60 must be below "
+       "storage.lower_tiers[0].high_watermark_percent (50)"},
+      {"lower tier same as data folder",
+       withRemote("storage:\n  data_dir: /srv/data\n  disk_budget_bytes: 10\n  lower_tiers:\n"
+                  "    - path: /srv/data/\n      budget_bytes: 10\n"),
+       "storage.lower_tiers[0].path: \"/srv/data\" is already the data folder or another tier"},
+      {"negative promote hits", withRemote("storage:\n  promote_after_hits: -1\n"),
+       "storage.promote_after_hits:"},
+      {"space wait zero", withRemote("storage:\n  space_wait_timeout: 0s\n"),
+       "storage.space_wait_timeout:"},
       {"unknown log level", withRemote("log:\n  level: verbose\n"),
        R"(log.level: "verbose" is not a log level)"},
 

@@ -1,6 +1,7 @@
 #include "storage/fsck.h"
 
 #include <fcntl.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <sys/stat.h>
@@ -465,6 +466,110 @@ TEST(FsckFormatTest, SummaryCountsEachKind) {
   EXPECT_NE(line.find(" missing_file=2 "), std::string::npos) << line;
   EXPECT_NE(line.find(" stray_file=1 "), std::string::npos) << line;
   EXPECT_NE(line.find(" digest_mismatch=0 "), std::string::npos) << line;
+}
+
+// A data folder with a second disk tier, as storage.lower_tiers configures it.
+class FsckTiersTest : public FsckTest {
+ protected:
+  void SetUp() override {
+    Expected<std::unique_ptr<BlobStore>> store = BlobStore::open({dataDir(), slowDir()});
+    ASSERT_TRUE(store) << store.status().toString();
+    store_ = std::move(store).value();
+    openIndex();
+  }
+
+  fs::path slowDir() const { return folder_.path() / "slow"; }
+
+  std::vector<FsckFinding> runTiers(bool with_repair) {
+    return runChecked(FsckOptions{.repair = with_repair, .lower_tier_roots = {slowDir()}});
+  }
+
+  // Moves a committed blob to the second tier, as a finished demotion leaves it.
+  void demote(const Digest& digest) {
+    ASSERT_TRUE(store_->copyToTier(digest, 0, 1).isOk());
+    ASSERT_TRUE(index_->setBlobTier(digest, 1).hasValue());
+    ASSERT_TRUE(store_->removeFromTier(digest, 0).isOk());
+  }
+};
+
+TEST_F(FsckTiersTest, DemotedBlobIsClean) {
+  Digest digest = addBlob("demoted blob");
+  demote(digest);
+
+  std::vector<FsckFinding> findings = runTiers(false);
+
+  EXPECT_TRUE(findings.empty()) << formatFsckFinding(findings.front());
+  EXPECT_EQ(last_report_.blob_files, 1u);
+}
+
+TEST_F(FsckTiersTest, RecordOfWrongTierIsUpdated) {
+  Digest digest = addBlob("moved by hand");
+  ASSERT_TRUE(store_->copyToTier(digest, 0, 1).isOk());
+  ASSERT_TRUE(store_->removeFromTier(digest, 0).isOk());
+
+  std::vector<FsckFinding> findings = runTiers(true);
+
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, FsckKind::kWrongTier);
+  EXPECT_EQ(findings[0].action, FsckAction::kUpdatedIndexEntry);
+  EXPECT_EQ(findings[0].path, store_->pathFor(digest, 1));
+  EXPECT_EQ(index_->getBlob(digest)->tier, 1);
+  EXPECT_TRUE(runTiers(false).empty());
+}
+
+TEST_F(FsckTiersTest, DuplicateInOtherTierIsRemoved) {
+  Digest digest = addBlob("copied, not yet removed");
+  ASSERT_TRUE(store_->copyToTier(digest, 0, 1).isOk());
+
+  std::vector<FsckFinding> findings = runTiers(true);
+
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, FsckKind::kDuplicateFile);
+  EXPECT_EQ(findings[0].action, FsckAction::kRemovedFile);
+  EXPECT_EQ(findings[0].path, store_->pathFor(digest, 1));
+  EXPECT_TRUE(fs::exists(store_->pathFor(digest, 0)));
+  EXPECT_FALSE(fs::exists(store_->pathFor(digest, 1)));
+  EXPECT_THAT(formatFsckFinding(findings[0]), ::testing::HasSubstr("kind=duplicate_file"));
+}
+
+TEST_F(FsckTiersTest, UnindexedFileOfLowerTierIsAdoptedThere) {
+  Digest digest = addBlob("lost its record");
+  demote(digest);
+  ASSERT_TRUE(index_->deleteBlob(digest).isOk());
+
+  std::vector<FsckFinding> findings = runTiers(true);
+
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, FsckKind::kUnindexedFile);
+  EXPECT_EQ(findings[0].action, FsckAction::kAdopted);
+  EXPECT_EQ(index_->getBlob(digest)->tier, 1);
+}
+
+TEST_F(FsckTiersTest, DamagedFileOfLowerTierIsQuarantinedInItsTier) {
+  Digest digest = addBlob("will be damaged");
+  demote(digest);
+  writeFile(store_->pathFor(digest, 1), "short");
+
+  std::vector<FsckFinding> findings = runTiers(true);
+
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, FsckKind::kSizeMismatch);
+  EXPECT_EQ(findings[0].action, FsckAction::kQuarantined);
+  EXPECT_EQ(findings[0].quarantine_path.string().rfind((slowDir() / "quarantine").string(), 0), 0u)
+      << findings[0].quarantine_path;
+  EXPECT_FALSE(index_->getBlob(digest));
+}
+
+TEST_F(FsckTiersTest, RecordOfUnconfiguredTierIsMissing) {
+  Digest digest = addBlob("tier removed from the configuration");
+  demote(digest);
+
+  // Checked without the second tier, as after removing it from the configuration.
+  std::vector<FsckFinding> findings = runChecked(FsckOptions{});
+
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, FsckKind::kMissingFile);
+  EXPECT_THAT(findings[0].detail, ::testing::HasSubstr("tier 1, which is not configured"));
 }
 
 }  // namespace

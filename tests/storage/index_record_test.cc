@@ -40,6 +40,25 @@ TEST(IndexRecordTest, BlobRecordRoundTrip) {
   }
 }
 
+TEST(IndexRecordTest, BlobRecordOfLowerTierRoundTrips) {
+  BlobRecord first_tier{4096, 10, 20};
+  BlobRecord lower_tier{4096, 10, 20, 3};
+
+  std::string first_value = encodeBlobRecord(first_tier);
+  std::string lower_value = encodeBlobRecord(lower_tier);
+
+  // A record of the first tier keeps the layout that servers without tiers read.
+  EXPECT_EQ(first_value.size(), 25u);
+  ASSERT_EQ(lower_value.size(), 26u);
+  EXPECT_EQ(lower_value.back(), '\x03');
+  Expected<BlobRecord> decoded = decodeBlobRecord(lower_value);
+  ASSERT_TRUE(decoded) << decoded.status().toString();
+  EXPECT_EQ(*decoded, lower_tier);
+  Expected<BlobRecord> decoded_first = decodeBlobRecord(first_value);
+  ASSERT_TRUE(decoded_first) << decoded_first.status().toString();
+  EXPECT_EQ(decoded_first->tier, 0);
+}
+
 TEST(IndexRecordTest, ManifestRecordRoundTrip) {
   const std::vector<ManifestRecord> records = {
       {},
@@ -127,7 +146,8 @@ TEST(IndexRecordTest, DecodeRejectsDamagedValues) {
       {"empty tag", "", 't'},
       {"unknown version", version_two, 'b'},
       {"short blob", blob.substr(0, blob.size() - 1), 'b'},
-      {"long blob", blob + "x", 'b'},
+      {"long blob", blob + "xy", 'b'},
+      {"blob naming tier 0 in its tier byte", blob + std::string(1, '\0'), 'b'},
       {"version byte only", "\x01", 'm'},
       {"manifest cut in created_ms", manifest.substr(0, 5), 'm'},
       {"manifest cut in media type", manifest.substr(0, 15), 'm'},
