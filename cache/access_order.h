@@ -1,21 +1,30 @@
 // AccessOrder: the blobs of one cache tier in least-recently-used order, with their sizes, so
 // that the tier can compare its bytes with its budget and pick the blobs to move down or out.
 //
-// Design. Entries live in shards picked by the XXH3 hash of the digest, each shard with its own
-// mutex, so loop threads that touch different blobs rarely wait on each other. A shard keeps its
-// entries in two sequences, each sorted by access time:
-//   - the recency list, a doubly linked list threaded through the entries, oldest first. touch()
-//     moves or appends an entry to its tail in O(1). Its times never decrease towards the tail,
-//     because touch() records max(clock, time at the tail).
-//   - the restored set, a tree ordered by (last_access_ms, digest), holding entries rebuilt by
+// Design. Entries live in shards picked by the XXH3 hash of the binary digest, each shard with
+// its own mutex, so loop threads that touch different blobs rarely wait on each other. A shard
+// stores each entry in one 64-byte slot of a slab that grows in chunks, so no entry ever moves.
+// An entry stores the raw hash bytes, not the digest text: all 32 bytes of a sha256, or the first
+// 32 of a sha512 with the other 32 in a side map of the shard. An open-addressing table of
+// 32-bit slot numbers finds the entry of a digest. The entry's two links put it in one of two
+// sequences, each sorted by access time:
+//   - the recency list, a doubly linked list, oldest first. touch() moves or appends an entry to
+//     its tail in O(1). Its times never decrease towards the tail, because touch() records
+//     max(clock, time at the tail).
+//   - the restored tree, a treap ordered by (last_access_ms, digest), holding entries rebuilt by
 //     restore() at start-up and not touched since. Records come from the index in key order,
-//     which is random with respect to time, so they are sorted on insert in O(log n). The first
-//     touch moves an entry from the set to the list.
+//     which is random with respect to time, so they are sorted on insert in O(log n) expected
+//     time. The first touch moves an entry from the tree to the list.
 // oldest() merges all these sorted sequences by access time.
 //
-// TODO: an entry costs about 250 bytes. A million restored entries added 243 MiB of resident
-// memory in the index-scale bench, mostly for the digest kept as text in the map and the
-// sequences. A fixed-size binary key would cut that by more than half (an estimate).
+// Memory. A sha256 entry takes its 64-byte slot and 6 to 11 bytes of table, as the table's load
+// varies between 7/16 and 7/8. Restoring 1,000,000 sha256 entries into 16 shards, where the
+// tables are near their lowest load, added 76 bytes of resident memory per entry with glibc
+// malloc and with mimalloc alike. With the digest kept as text, the same run added 251 bytes.
+// The figures come from BM_LruRestoreResidentBytes in bench/micro/lru_bench.cc. A sha512 entry
+// also has a node in the side map, and took 135 to 150 bytes.
+// NOTE: erased entries leave their slots for later inserts, and neither the slab nor the table
+// ever shrinks, so memory stays at the high-water mark of entries.
 //
 // Threads: every method may be called from any thread.
 #pragma once
@@ -34,8 +43,8 @@
 namespace outpost::cache {
 
 namespace detail {
-struct AccessEntry;
 struct AccessShard;
+struct EntryKey;
 }  // namespace detail
 
 class AccessOrder {
@@ -72,8 +81,9 @@ class AccessOrder {
   // Inserts `digest` or moves it to most recent, with the clock's time as its access time. A
   // size of 0 is valid, because the empty blob is valid content, and such an entry adds nothing
   // to bytes(). Fails with kInvalidArgument when the entry exists with another size, since one
-  // digest names one content, and with kOutOfRange when bytes() would overflow. On failure the
-  // order is unchanged.
+  // digest names one content, and with kOutOfRange when bytes() would overflow or when a new
+  // entry's shard already contains its maximum number of entries. On failure the order is
+  // unchanged.
   Status touch(const Digest& digest, uint64_t size_bytes);
 
   // Inserts an entry read at start-up, from the index's last_access_ms, in any order. Calls in
@@ -121,19 +131,30 @@ class AccessOrder {
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   uint64_t entries() const { return entries_.load(std::memory_order_relaxed); }
 
+  // Lowers the number of entries one shard may hold, which is otherwise kMaxEntriesPerShard, so
+  // that tests reach the limit. Call it before any other method.
+  void setMaxEntriesPerShardForTest(uint32_t max_entries) { max_entries_per_shard_ = max_entries; }
+
+  // A shard numbers its entries with 32 bits, one value of which marks "no entry". touch() and
+  // restore() of a new digest fail with kOutOfRange when its shard contains this many. With 64
+  // bytes per entry that is 256 GiB of memory per shard, so the limit is not reached in practice.
+  static constexpr uint32_t kMaxEntriesPerShard = 0xffff'ffff;
+
  private:
-  detail::AccessShard& shardFor(const Digest& digest) const;
+  detail::AccessShard& shardFor(const detail::EntryKey& key) const;
   // Adds `size_bytes` to bytes() unless the total would overflow.
   Status reserveBytes(uint64_t size_bytes);
-  // Inserts a new entry for `digest`, in neither sequence yet, and counts it in the totals.
-  Expected<detail::AccessEntry*> insertEntry(detail::AccessShard& shard, const Digest& digest,
-                                             uint64_t size_bytes);
+  // Inserts a new entry for `digest`, whose binary form is `key`, in neither sequence yet, and
+  // counts it in the totals. Returns the entry's slot in the shard.
+  Expected<uint32_t> insertEntry(detail::AccessShard& shard, const Digest& digest,
+                                 const detail::EntryKey& key, uint64_t size_bytes);
 
   const Clock& clock_;
   size_t shard_count_;
   std::unique_ptr<detail::AccessShard[]> shards_;
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> entries_{0};
+  uint32_t max_entries_per_shard_ = kMaxEntriesPerShard;
 };
 
 }  // namespace outpost::cache

@@ -80,7 +80,7 @@ enum class MoveStep { kCopied, kIndexed, kSourceRemoved };
 
 struct DiskBudgetOptions {
   // Bytes of committed blobs the first tier (the data folder) may hold. 0 means no budget:
-  // nothing is tracked or evicted, which saves the order's memory (about 250 bytes per blob).
+  // nothing is tracked or evicted, which saves the order's memory (about 76 bytes per blob).
   uint64_t budget_bytes = 0;
   // Moving out starts above high_watermark_percent of the budget and stops at or under
   // low_watermark_percent. 0 < low < high <= 100.

@@ -1,11 +1,16 @@
 // The cache's access order (AccessOrder): touch of a blob already tracked, touch of a new blob
-// with eviction of the oldest as a full tier does it, and oldest() over a large order.
+// with eviction of the oldest as a full tier does it, oldest() over a large order, and the
+// resident memory that restored entries take.
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +36,17 @@ const std::vector<Digest>& digests(size_t count) {
   static std::vector<Digest> generated;
   while (generated.size() < count) {
     generated.push_back(sha256Of("layer-" + std::to_string(generated.size())));
+  }
+  return generated;
+}
+
+// Returns `count` distinct sha512 digests, made once per process like digests().
+const std::vector<Digest>& sha512Digests(size_t count) {
+  static std::vector<Digest> generated;
+  while (generated.size() < count) {
+    DigestHasher hasher(DigestAlgorithm::kSha512);
+    hasher.update("layer-" + std::to_string(generated.size()));
+    generated.push_back(hasher.finish());
   }
   return generated;
 }
@@ -163,6 +179,78 @@ BENCHMARK(BM_LruOldest)
     ->Arg(4096)
     ->ArgName("candidates")
     ->MinTime(kMinTimeSeconds);
+
+// Returns the resident set size of this process (VmRSS in /proc/self/status), or nothing when
+// the file is missing or has no such line.
+std::optional<uint64_t> residentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      uint64_t kibibytes = 0;
+      if (status >> kibibytes) {
+        return kibibytes * 1024;
+      }
+      return std::nullopt;
+    }
+    status.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return std::nullopt;
+}
+
+// Restores `entries` blobs into an empty order in the default 16 shards, as start-up does from
+// the index: in digest order, with access times in random order. The digests are sha256, or
+// sha512 when the argument `sha512` is 1. Reports the growth of resident memory divided by the
+// entry count as the counter bytes_per_entry, which includes the allocator's overhead. Runs one
+// iteration, and should run alone (--benchmark_filter), because memory that earlier orders freed
+// may stay in the allocator and hide this one's growth. The time is that of the whole restore.
+void BM_LruRestoreResidentBytes(benchmark::State& state) {
+  auto entry_count = static_cast<size_t>(state.range(0));
+  // The digests exist before the first reading, so they do not count.
+  const std::vector<Digest>& all =
+      state.range(1) == 1 ? sha512Digests(entry_count) : digests(entry_count);
+  std::vector<int64_t> times_ms(entry_count);
+  std::mt19937_64 random(42);
+  for (int64_t& time_ms : times_ms) {
+    time_ms = 1'700'000'000'000 + static_cast<int64_t>(random() % entry_count);
+  }
+
+  for (auto _ : state) {
+    ManualClock clock;
+    std::optional<uint64_t> before_bytes = residentBytes();
+    auto order = std::make_unique<AccessOrder>(clock);
+    for (size_t i = 0; i < entry_count; ++i) {
+      if (!order->restore(all[i], kBlobBytes, times_ms[i]).isOk()) {
+        state.SkipWithError("a restore failed");
+        return;
+      }
+    }
+    std::optional<uint64_t> after_bytes = residentBytes();
+    if (!before_bytes || !after_bytes) {
+      state.SkipWithError("VmRSS is missing from /proc/self/status");
+      return;
+    }
+    if (order->entries() != entry_count) {
+      state.SkipWithError("the order lost entries");
+      return;
+    }
+    state.counters["bytes_per_entry"] =
+        (static_cast<double>(*after_bytes) - static_cast<double>(*before_bytes)) /
+        static_cast<double>(entry_count);
+
+    // Freeing is not part of the restore.
+    state.PauseTiming();
+    order.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_LruRestoreResidentBytes)
+    ->Args({kLargeOrderEntries, 0})
+    ->Args({kLargeOrderEntries, 1})
+    ->ArgNames({"entries", "sha512"})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace outpost::cache

@@ -7,11 +7,14 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "base/clock.h"
@@ -32,6 +35,19 @@ namespace {
 constexpr uint64_t kAllBytes = std::numeric_limits<uint64_t>::max();
 
 Digest blobDigest(int i) { return sha256Of("blob-" + std::to_string(i)); }
+
+Digest sha512Digest(int i) {
+  DigestHasher hasher(DigestAlgorithm::kSha512);
+  hasher.update("blob-" + std::to_string(i));
+  return hasher.finish();
+}
+
+// Returns the digest that `text` spells, for digests that share parts on purpose.
+Digest parsedDigest(const std::string& text) {
+  Expected<Digest> digest = Digest::parse(text);
+  EXPECT_TRUE(digest.hasValue()) << text << ": " << digest.status().toString();
+  return std::move(digest).value();
+}
 
 // Returns the digests of oldest(bytes_to_free), in order.
 std::vector<Digest> oldestDigests(const AccessOrder& order, uint64_t bytes_to_free) {
@@ -478,6 +494,372 @@ TEST_P(AccessOrderTest, CollectsTouchesSinceLastCollection) {
   EXPECT_EQ(second, expected_second);
 }
 
+TEST_P(AccessOrderTest, TracksSha512Digests) {
+  ASSERT_TRUE(order_.restore(sha512Digest(0), 10, clock_.nowMs() - 100).isOk());
+  ASSERT_TRUE(order_.touch(sha512Digest(1), 20).isOk());
+  clock_.advanceMs(1);
+  ASSERT_TRUE(order_.touch(blobDigest(1), 30).isOk());
+  clock_.advanceMs(1);
+  ASSERT_TRUE(order_.touch(sha512Digest(2), 40).isOk());
+
+  EXPECT_EQ(order_.entries(), 4u);
+  EXPECT_EQ(order_.bytes(), 100u);
+  EXPECT_TRUE(order_.contains(sha512Digest(0)));
+  EXPECT_FALSE(order_.contains(sha512Digest(3)));
+  // Same content, other algorithm: a different digest.
+  EXPECT_FALSE(order_.contains(blobDigest(0)));
+  std::optional<AccessOrder::EntryInfo> info = order_.find(sha512Digest(1));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->size_bytes, 20u);
+
+  // The candidates carry the full digests, equal to the ones given, text included.
+  std::vector<AccessOrder::Candidate> candidates = order_.oldest(kAllBytes);
+  ASSERT_EQ(candidates.size(), 4u);
+  std::vector<Digest> expected = {sha512Digest(0), sha512Digest(1), blobDigest(1), sha512Digest(2)};
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    EXPECT_EQ(candidates[i].digest, expected[i]) << "position " << i;
+    EXPECT_EQ(candidates[i].digest.str(), expected[i].str()) << "position " << i;
+    EXPECT_EQ(candidates[i].digest.algorithm(), expected[i].algorithm()) << "position " << i;
+  }
+
+  ASSERT_TRUE(order_.pin(sha512Digest(0)).isOk());
+  EXPECT_EQ(order_.erase(sha512Digest(0)).code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(order_.unpin(sha512Digest(0)).isOk());
+  ASSERT_TRUE(order_.erase(sha512Digest(0)).isOk());
+  EXPECT_FALSE(order_.contains(sha512Digest(0)));
+  EXPECT_EQ(order_.erase(sha512Digest(0)).code(), StatusCode::kNotFound);
+
+  std::map<Digest, int64_t> touches;
+  for (const AccessOrder::AccessTime& touch : order_.collectTouches()) {
+    touches.emplace(touch.digest, touch.last_access_ms);
+  }
+  std::map<Digest, int64_t> expected_touches = {{sha512Digest(1), clock_.nowMs() - 2},
+                                                {blobDigest(1), clock_.nowMs() - 1},
+                                                {sha512Digest(2), clock_.nowMs()}};
+  EXPECT_EQ(touches, expected_touches);
+}
+
+TEST_P(AccessOrderTest, DigestsSharingPrefixStayApart) {
+  const std::string zeros(128, '0');
+  struct Case {
+    const char* name;
+    std::string first;
+    std::string second;
+  };
+  const Case cases[] = {
+      {"sha256 differing in the last character", "sha256:" + zeros.substr(0, 63) + "1",
+       "sha256:" + zeros.substr(0, 63) + "2"},
+      {"sha256 differing in the first character", "sha256:1" + zeros.substr(0, 63),
+       "sha256:2" + zeros.substr(0, 63)},
+      {"sha512 differing in the last character", "sha512:" + zeros.substr(0, 127) + "1",
+       "sha512:" + zeros.substr(0, 127) + "2"},
+      {"sha512 differing just after the first half",
+       "sha512:" + zeros.substr(0, 64) + "1" + zeros.substr(0, 63),
+       "sha512:" + zeros.substr(0, 64) + "2" + zeros.substr(0, 63)},
+      {"sha256 equal to the first half of a sha512", "sha256:" + std::string(64, 'f'),
+       "sha512:" + std::string(64, 'f') + zeros.substr(0, 64)},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    Digest first = parsedDigest(test_case.first);
+    Digest second = parsedDigest(test_case.second);
+    AccessOrder order(clock_, GetParam());
+
+    ASSERT_TRUE(order.touch(first, 1).isOk());
+    EXPECT_FALSE(order.contains(second));
+    EXPECT_EQ(order.pin(second).code(), StatusCode::kNotFound);
+    ASSERT_TRUE(order.touch(second, 2).isOk());
+    EXPECT_EQ(order.entries(), 2u);
+    EXPECT_EQ(order.find(first)->size_bytes, 1u);
+    EXPECT_EQ(order.find(second)->size_bytes, 2u);
+
+    ASSERT_TRUE(order.pin(second).isOk());
+    EXPECT_EQ(order.find(first)->pin_count, 0u);
+    ASSERT_TRUE(order.erase(first).isOk());
+    EXPECT_FALSE(order.contains(first));
+    ASSERT_TRUE(order.contains(second));
+    EXPECT_EQ(order.find(second)->pin_count, 1u);
+    EXPECT_EQ(order.bytes(), 2u);
+  }
+}
+
+TEST_P(AccessOrderTest, EqualRestoredTimesSortByDigestText) {
+  // sha256 and sha512 digests, some sharing prefixes, all restored at one time.
+  const std::string zeros(128, '0');
+  std::vector<Digest> digests = {
+      parsedDigest("sha512:" + std::string(64, 'f') + zeros.substr(0, 64)),
+      parsedDigest("sha512:" + std::string(64, 'f') + zeros.substr(0, 63) + "1"),
+      parsedDigest("sha512:" + zeros),
+      parsedDigest("sha256:" + std::string(64, 'f')),
+      parsedDigest("sha256:" + zeros.substr(0, 63) + "1"),
+      parsedDigest("sha256:" + zeros.substr(0, 64)),
+  };
+  for (int i = 0; i < 20; ++i) {
+    digests.push_back(blobDigest(i));
+    digests.push_back(sha512Digest(i));
+  }
+  for (const Digest& digest : digests) {
+    ASSERT_TRUE(order_.restore(digest, 1, 5'000).isOk());
+  }
+
+  std::vector<Digest> sorted = digests;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(oldestDigests(order_, kAllBytes), sorted);
+}
+
+TEST_P(AccessOrderTest, TouchedAndRestoredTieSortsByDigest) {
+  std::vector<Digest> digests = {blobDigest(0), blobDigest(1)};
+  std::sort(digests.begin(), digests.end());
+  int64_t now_ms = clock_.nowMs();
+
+  struct Case {
+    const char* name;
+    const Digest& touched;
+    const Digest& restored;
+  };
+  const Case cases[] = {
+      {"touched digest lower", digests[0], digests[1]},
+      {"restored digest lower", digests[1], digests[0]},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    AccessOrder order(clock_, GetParam());
+    ASSERT_TRUE(order.touch(test_case.touched, 1).isOk());
+    ASSERT_TRUE(order.restore(test_case.restored, 1, now_ms).isOk());
+
+    EXPECT_EQ(oldestDigests(order, kAllBytes), digests);
+  }
+}
+
+// Touching entries in time order and restoring the same entries and times in random order build
+// the same order, and stay the same through later touches and erases.
+TEST_P(AccessOrderTest, RestoreInRandomOrderMatchesTouches) {
+  constexpr int kCount = 20'000;
+  std::vector<Digest> digests;
+  for (int i = 0; i < kCount; ++i) {
+    digests.push_back(i % 10 == 0 ? sha512Digest(i) : blobDigest(i));
+  }
+  auto sizeOf = [](int i) { return static_cast<uint64_t>(i % 7 == 0 ? 0 : 100 + i); };
+
+  // Touched one millisecond apart, in a shuffled order, so that digest order and time order
+  // differ.
+  std::vector<int> touch_order(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    touch_order[i] = i;
+  }
+  std::shuffle(touch_order.begin(), touch_order.end(), std::mt19937(11));
+  std::vector<int64_t> times_ms(kCount);
+  for (int i : touch_order) {
+    times_ms[i] = clock_.nowMs();
+    ASSERT_TRUE(order_.touch(digests[i], sizeOf(i)).isOk());
+    clock_.advanceMs(1);
+  }
+
+  std::vector<int> restore_order = touch_order;
+  std::shuffle(restore_order.begin(), restore_order.end(), std::mt19937(12));
+  AccessOrder restored(clock_, GetParam());
+  for (int i : restore_order) {
+    ASSERT_TRUE(restored.restore(digests[i], sizeOf(i), times_ms[i]).isOk());
+  }
+
+  auto expectSameOrder = [&] {
+    std::vector<AccessOrder::Candidate> touched_candidates = order_.oldest(kAllBytes);
+    std::vector<AccessOrder::Candidate> restored_candidates = restored.oldest(kAllBytes);
+    ASSERT_EQ(touched_candidates.size(), restored_candidates.size());
+    for (size_t i = 0; i < touched_candidates.size(); ++i) {
+      ASSERT_EQ(touched_candidates[i].digest, restored_candidates[i].digest) << "position " << i;
+      ASSERT_EQ(touched_candidates[i].last_access_ms, restored_candidates[i].last_access_ms)
+          << "position " << i;
+      ASSERT_EQ(touched_candidates[i].size_bytes, restored_candidates[i].size_bytes)
+          << "position " << i;
+    }
+    EXPECT_EQ(oldestDigests(order_, 1'000'000), oldestDigests(restored, 1'000'000));
+    EXPECT_EQ(order_.bytes(), restored.bytes());
+    EXPECT_EQ(order_.entries(), restored.entries());
+  };
+  {
+    SCOPED_TRACE("after restore");
+    expectSameOrder();
+  }
+
+  std::mt19937 random(13);
+  for (int step = 0; step < 500; ++step) {
+    int i = static_cast<int>(random() % kCount);
+    ASSERT_TRUE(order_.touch(digests[i], sizeOf(i)).isOk());
+    ASSERT_TRUE(restored.touch(digests[i], sizeOf(i)).isOk());
+    clock_.advanceMs(1);
+  }
+  for (int step = 0; step < 500; ++step) {
+    int i = static_cast<int>(random() % kCount);
+    EXPECT_EQ(order_.erase(digests[i]).code(), restored.erase(digests[i]).code());
+  }
+  {
+    SCOPED_TRACE("after touches and erases");
+    expectSameOrder();
+  }
+}
+
+TEST_P(AccessOrderTest, ErasedEntriesLeaveNoTrace) {
+  // Waves of inserts and erases leave many deleted table positions and freed slots behind.
+  for (int wave = 0; wave < 20; ++wave) {
+    SCOPED_TRACE("wave " + std::to_string(wave));
+    for (int i = 0; i < 500; ++i) {
+      Digest digest = i % 4 == 0 ? sha512Digest(wave * 500 + i) : blobDigest(wave * 500 + i);
+      if (i % 2 == 0) {
+        ASSERT_TRUE(order_.touch(digest, 1).isOk());
+      } else {
+        ASSERT_TRUE(order_.restore(digest, 1, i).isOk());
+      }
+    }
+    for (int i = 0; i < 500; ++i) {
+      Digest digest = i % 4 == 0 ? sha512Digest(wave * 500 + i) : blobDigest(wave * 500 + i);
+      ASSERT_TRUE(order_.erase(digest).isOk());
+      ASSERT_FALSE(order_.contains(digest));
+    }
+    ASSERT_EQ(order_.entries(), 0u);
+    ASSERT_TRUE(order_.oldest(kAllBytes).empty());
+  }
+
+  ASSERT_TRUE(order_.touch(blobDigest(0), 3).isOk());
+  EXPECT_EQ(oldestDigests(order_, kAllBytes), std::vector<Digest>{blobDigest(0)});
+  EXPECT_EQ(order_.bytes(), 3u);
+}
+
+// Random calls on a pool of digests, checked against a plain map. Every access time is distinct:
+// touches at even milliseconds, restores at odd ones. So the expected order is simply by time.
+TEST_P(AccessOrderTest, RandomCallsMatchModel) {
+  struct ModelEntry {
+    uint64_t size_bytes = 0;
+    int64_t last_access_ms = 0;
+    uint32_t pin_count = 0;
+    bool is_restored = false;
+  };
+  std::vector<Digest> pool;
+  for (int i = 0; i < 150; ++i) {
+    pool.push_back(blobDigest(i));
+  }
+  for (int i = 0; i < 50; ++i) {
+    pool.push_back(sha512Digest(i));
+  }
+  const std::string zeros(128, '0');
+  for (int i = 0; i < 10; ++i) {
+    std::string tail = zeros.substr(0, 63) + std::to_string(i);
+    pool.push_back(parsedDigest("sha512:" + zeros.substr(0, 64) + tail));
+    pool.push_back(parsedDigest("sha256:" + tail));
+  }
+  auto sizeOf = [](size_t i) { return static_cast<uint64_t>(i % 9 == 0 ? 0 : 10 + i); };
+
+  std::map<size_t, ModelEntry> model;
+  std::set<int64_t> used_times_ms;
+  std::mt19937 random(static_cast<unsigned>(GetParam()));
+  auto expectMatchesModel = [&](uint64_t bytes_to_free) {
+    std::vector<std::pair<int64_t, size_t>> by_time;
+    for (const auto& [i, entry] : model) {
+      if (entry.pin_count == 0) {
+        by_time.emplace_back(entry.last_access_ms, i);
+      }
+    }
+    std::sort(by_time.begin(), by_time.end());
+    std::vector<Digest> expected;
+    uint64_t freed_bytes = 0;
+    for (const auto& [time_ms, i] : by_time) {
+      if (freed_bytes >= bytes_to_free) {
+        break;
+      }
+      expected.push_back(pool[i]);
+      freed_bytes += sizeOf(i);
+    }
+    EXPECT_EQ(oldestDigests(order_, bytes_to_free), expected);
+  };
+
+  for (int step = 0; step < 20'000; ++step) {
+    size_t i = random() % pool.size();
+    auto found = model.find(i);
+    switch (random() % 10) {
+      case 0:
+      case 1:
+      case 2: {
+        clock_.advanceMs(2);
+        ASSERT_TRUE(order_.touch(pool[i], sizeOf(i)).isOk());
+        ModelEntry& entry = model[i];
+        entry.size_bytes = sizeOf(i);
+        entry.last_access_ms = clock_.nowMs();
+        entry.is_restored = false;
+        break;
+      }
+      case 3:
+      case 4: {
+        // An odd time, before or after the clock, used by no other entry.
+        int64_t time_ms = clock_.nowMs() - 20'001 + 2 * static_cast<int64_t>(random() % 20'000);
+        if (!used_times_ms.insert(time_ms).second) {
+          break;
+        }
+        ASSERT_TRUE(order_.restore(pool[i], sizeOf(i), time_ms).isOk());
+        if (found == model.end()) {
+          model[i] = ModelEntry{sizeOf(i), time_ms, 0, true};
+        } else if (found->second.is_restored) {
+          found->second.last_access_ms = std::max(found->second.last_access_ms, time_ms);
+        }
+        break;
+      }
+      case 5:
+      case 6: {
+        Status status = order_.erase(pool[i]);
+        if (found == model.end()) {
+          ASSERT_EQ(status.code(), StatusCode::kNotFound) << step;
+        } else if (found->second.pin_count > 0) {
+          ASSERT_EQ(status.code(), StatusCode::kUnavailable) << step;
+        } else {
+          ASSERT_TRUE(status.isOk()) << step << ": " << status.toString();
+          model.erase(found);
+        }
+        break;
+      }
+      case 7:
+        if (found == model.end()) {
+          ASSERT_EQ(order_.pin(pool[i]).code(), StatusCode::kNotFound) << step;
+        } else {
+          ASSERT_TRUE(order_.pin(pool[i]).isOk()) << step;
+          ++found->second.pin_count;
+        }
+        break;
+      case 8:
+        if (found == model.end()) {
+          ASSERT_EQ(order_.unpin(pool[i]).code(), StatusCode::kNotFound) << step;
+        } else if (found->second.pin_count == 0) {
+          ASSERT_EQ(order_.unpin(pool[i]).code(), StatusCode::kInternal) << step;
+        } else {
+          ASSERT_TRUE(order_.unpin(pool[i]).isOk()) << step;
+          --found->second.pin_count;
+        }
+        break;
+      default: {
+        SCOPED_TRACE("step " + std::to_string(step));
+        expectMatchesModel(random() % 2'000);
+        break;
+      }
+    }
+  }
+
+  SCOPED_TRACE("after the last step");
+  expectMatchesModel(kAllBytes);
+  uint64_t expected_bytes = 0;
+  for (size_t i = 0; i < pool.size(); ++i) {
+    auto found = model.find(i);
+    std::optional<AccessOrder::EntryInfo> info = order_.find(pool[i]);
+    ASSERT_EQ(info.has_value(), found != model.end()) << pool[i].str();
+    if (found == model.end()) {
+      continue;
+    }
+    EXPECT_EQ(info->size_bytes, found->second.size_bytes) << pool[i].str();
+    EXPECT_EQ(info->last_access_ms, found->second.last_access_ms) << pool[i].str();
+    EXPECT_EQ(info->pin_count, found->second.pin_count) << pool[i].str();
+    expected_bytes += found->second.size_bytes;
+  }
+  EXPECT_EQ(order_.entries(), model.size());
+  EXPECT_EQ(order_.bytes(), expected_bytes);
+}
+
 TEST_P(AccessOrderTest, ConcurrentTouchesKeepTotalsExact) {
   constexpr int kThreads = 4;
   constexpr int kOpsPerThread = 20'000;
@@ -582,6 +964,32 @@ TEST(AccessOrderSingleShardTest, ZeroShardCountWorksAsOne) {
 
   EXPECT_TRUE(order.contains(blobDigest(0)));
   EXPECT_EQ(oldestDigests(order, kAllBytes), std::vector<Digest>{blobDigest(0)});
+}
+
+TEST(AccessOrderSingleShardTest, RejectsNewEntryInFullShard) {
+  ManualClock clock;
+  AccessOrder order(clock, 1);
+  order.setMaxEntriesPerShardForTest(2);
+  ASSERT_TRUE(order.touch(blobDigest(0), 10).isOk());
+  ASSERT_TRUE(order.restore(sha512Digest(1), 20, clock.nowMs() - 5).isOk());
+
+  Status touched = order.touch(blobDigest(2), 30);
+  EXPECT_EQ(touched.code(), StatusCode::kOutOfRange) << touched.toString();
+  EXPECT_NE(touched.message().find(blobDigest(2).str()), std::string::npos) << touched.toString();
+  Status restored = order.restore(sha512Digest(2), 30, 1);
+  EXPECT_EQ(restored.code(), StatusCode::kOutOfRange) << restored.toString();
+  EXPECT_FALSE(order.contains(blobDigest(2)));
+  EXPECT_FALSE(order.contains(sha512Digest(2)));
+  EXPECT_EQ(order.entries(), 2u);
+  EXPECT_EQ(order.bytes(), 30u);
+
+  // Tracked entries still move, and an erase makes room.
+  clock.advanceMs(1);
+  ASSERT_TRUE(order.touch(sha512Digest(1), 20).isOk());
+  ASSERT_TRUE(order.erase(blobDigest(0)).isOk());
+  ASSERT_TRUE(order.touch(blobDigest(2), 30).isOk());
+  std::vector<Digest> expected = {sha512Digest(1), blobDigest(2)};
+  EXPECT_EQ(oldestDigests(order, kAllBytes), expected);
 }
 
 }  // namespace
