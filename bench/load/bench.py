@@ -8,6 +8,7 @@ import argparse
 import datetime
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,12 +20,19 @@ import registry_client
 import report
 import scenarios
 import servers
+import working_set
 from processes import BenchError, ProcessGroup, find_program
 
 REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAG = "latest"
+# The scenarios in the order of the report, by the names that --scenario takes.
 SCENARIO_ORDER = [
-    "warm blob GET", "manifest requests", "cold fan-out", "image pull", "memory", "index scale"]
+    "warm blob GET", "manifest requests", "cold fan-out", "image pull", "memory", "index scale",
+    "working set"]
+# The scenarios that measure Outpost beside nginx, nginx-cache and distribution-proxy.
+ANCHOR_SCENARIOS = {"warm blob GET", "manifest requests", "cold fan-out", "image pull", "memory"}
+# Report sections of a scenario whose tables are split into several.
+SECTIONS_OF_SCENARIO = {"working set": working_set.SECTIONS}
 
 
 def parse_arguments(argv):
@@ -36,6 +44,8 @@ def parse_arguments(argv):
                                       "(default: a new file in the temporary folder)")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep the run's folder of configs, logs and data")
+    parser.add_argument("--scenario", action="append", choices=SCENARIO_ORDER,
+                        help="run only this scenario; may be repeated (default: all)")
     return parser.parse_args(argv)
 
 
@@ -134,17 +144,15 @@ def warm_targets(targets, blob_digests, manifest_digest):
             raise BenchError(f"HEAD of the manifest through {target.name} returned {status}")
 
 
-def run(options, work_dir, group):
-    settings = scenarios.RunSettings(options.quick)
-    load_binary = find_program(options.outpost, "outpost_load", "OUTPOST_LOAD_BINARY")
-    fill_binary = find_program(options.outpost, "outpost_index_fill", "OUTPOST_INDEX_FILL_BINARY")
-    server_cpus, client_cpus = pick_cpus()
-    started = datetime.datetime.now(datetime.timezone.utc)
+def run_anchor_scenarios(options, selected, work_dir, group, upstream, wan, cpus, load_binary):
+    """Start Outpost and the anchors, seed and warm them, and run the selected scenarios.
 
-    print("starting the upstream registry and the WAN hop", file=sys.stderr)
-    upstream_port, _, upstream_storage = servers.start_upstream(group, work_dir, client_cpus)
-    wan = servers.start_wan_hop(group, work_dir, upstream_port, client_cpus,
-                                settings.wan_rate_bytes_per_s)
+    upstream is (port, storage root) and cpus is (server CPUs, client CPUs). Returns the
+    Samples.
+    """
+    settings = scenarios.RunSettings(options.quick)
+    server_cpus, client_cpus = cpus
+    upstream_port, upstream_storage = upstream
     files_dir = os.path.join(work_dir, "files")
     os.makedirs(files_dir)
 
@@ -168,48 +176,109 @@ def run(options, work_dir, group):
     warm_targets(blob_targets, warm.values(), manifest_digest)
     warm_targets([nginx_cache], [], manifest_digest)
 
-    print("scenario: memory", file=sys.stderr)
-    samples = scenarios.memory(settings, blob_targets, warm[settings.streaming_blob_size],
-                               load_binary, client_cpus)
+    samples = []
+    if "memory" in selected:
+        print("scenario: memory", file=sys.stderr)
+        samples += scenarios.memory(settings, blob_targets, warm[settings.streaming_blob_size],
+                                    load_binary, client_cpus)
+    if "warm blob GET" in selected:
+        print("scenario: warm blob GET", file=sys.stderr)
+        samples += scenarios.warm_blob_get(settings, blob_targets, warm, client_cpus)
+    if "manifest requests" in selected:
+        print("scenario: manifest requests", file=sys.stderr)
+        samples += scenarios.manifest_requests(settings, manifest_targets, manifest_digest, TAG,
+                                               client_cpus)
+    if "cold fan-out" in selected:
+        print("scenario: cold fan-out", file=sys.stderr)
+        samples += scenarios.cold_fan_out(settings, cold_targets, cold, wan, load_binary,
+                                          work_dir, client_cpus)
+    if "image pull" in selected:
+        print("scenario: image pull", file=sys.stderr)
+        samples += scenarios.image_pull(settings, cold_targets, pull_images, wan, load_binary,
+                                        client_cpus)
+    return samples
 
-    print("scenario: warm blob GET", file=sys.stderr)
-    samples += scenarios.warm_blob_get(settings, blob_targets, warm, client_cpus)
-    print("scenario: manifest requests", file=sys.stderr)
-    samples += scenarios.manifest_requests(settings, manifest_targets, manifest_digest, TAG,
-                                           client_cpus)
-    print("scenario: cold fan-out", file=sys.stderr)
-    samples += scenarios.cold_fan_out(settings, cold_targets, cold, wan, load_binary, work_dir,
-                                      client_cpus)
-    print("scenario: image pull", file=sys.stderr)
-    samples += scenarios.image_pull(settings, cold_targets, pull_images, wan, load_binary,
-                                    client_cpus)
 
-    print("scenario: index scale", file=sys.stderr)
-    samples += index_scale.index_scale(settings, options.outpost, fill_binary, work_dir, group,
-                                       server_cpus, client_cpus, wan.port)
+def describe_run(options, settings, selected, started, cpus):
+    """Return the lines that open the report: commit, machine, command, settings and tools.
 
-    pinning = (f"servers on CPU {server_cpus}, wrk, ab, fan-out clients and the upstream on CPU "
+    cpus is (server CPUs, client CPUs) as pick_cpus() returns them.
+    """
+    server_cpus, client_cpus = cpus
+    pinning = (f"servers on CPU {server_cpus}; load generators, clients and the upstream on CPU "
                f"{client_cpus}" if server_cpus is not None else "no pinning (one core)")
-    header = [
+    repetitions = f"- repetitions: {settings.repetitions}"
+    if selected & ANCHOR_SCENARIOS:
+        repetitions += (
+            f" (distribution-proxy's 100-client cold fan-out: "
+            f"{settings.cold_repetitions('distribution-proxy', 100)}), load duration: "
+            f"{settings.duration_s} s each for blobs, {settings.manifest_duration_s} s for "
+            "manifests")
+    lines = [
         f"## Outpost load benchmark ({'quick' if options.quick else 'full'} run)",
         "",
         f"- commit: {describe_commit()}",
         f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {describe_machine()}",
-        f"- command: `{' '.join(['bench/load/run.sh'] + options.forwarded)}`",
-        f"- repetitions: {settings.repetitions} (distribution-proxy's 100-client cold fan-out: "
-        f"{settings.cold_repetitions('distribution-proxy', 100)}), load duration: "
-        f"{settings.duration_s} s each for blobs, {settings.manifest_duration_s} s for manifests; "
-        f"{pinning}",
-        f"- anchors: {_command_output(['nginx', '-v'])} serving files (nginx) and as a caching "
-        f"proxy (nginx-cache); {_command_output(['docker-registry', '--version'])} in proxy "
-        "mode (distribution-proxy)",
-        f"- upstream: distribution behind an nginx hop that caps each connection at "
-        f"{settings.wan_rate_bytes_per_s / 1e6:.0f} MB/s (the WAN link)",
-        f"- load generators: {_command_output(['wrk', '-v']).split(' Copyright')[0]}; "
-        f"{_command_output(['ab', '-V']).removeprefix('This is ')} for HEAD",
+        f"- command: `{shlex.join(['bench/load/run.sh'] + options.forwarded)}`",
+        f"{repetitions}; {pinning}",
     ]
-    return report.full_report(header, SCENARIO_ORDER, samples)
+    if options.scenario:
+        lines.append("- scenarios: " + ", ".join(
+            scenario for scenario in SCENARIO_ORDER if scenario in selected))
+    if selected & ANCHOR_SCENARIOS:
+        lines.append(
+            f"- anchors: {_command_output(['nginx', '-v'])} serving files (nginx) and as a "
+            f"caching proxy (nginx-cache); {_command_output(['docker-registry', '--version'])} "
+            "in proxy mode (distribution-proxy)")
+    lines.append(f"- upstream: {_command_output(['docker-registry', '--version'])} behind an "
+                 f"nginx hop that caps each connection at "
+                 f"{settings.wan_rate_bytes_per_s / 1e6:.0f} MB/s (the WAN link)")
+    if selected & ANCHOR_SCENARIOS:
+        lines.append(f"- load generators: {_command_output(['wrk', '-v']).split(' Copyright')[0]}; "
+                     f"{_command_output(['ab', '-V']).removeprefix('This is ')} for HEAD")
+    if "working set" in selected:
+        lines.append(f"- working set clients: Python {platform.python_version()} processes")
+    return lines
+
+
+def run(options, work_dir, group):
+    settings = scenarios.RunSettings(options.quick)
+    selected = set(options.scenario or SCENARIO_ORDER)
+    load_binary = fill_binary = None
+    if selected & ANCHOR_SCENARIOS:
+        load_binary = find_program(options.outpost, "outpost_load", "OUTPOST_LOAD_BINARY")
+    if "index scale" in selected:
+        fill_binary = find_program(options.outpost, "outpost_index_fill",
+                                   "OUTPOST_INDEX_FILL_BINARY")
+    server_cpus, client_cpus = pick_cpus()
+    started = datetime.datetime.now(datetime.timezone.utc)
+
+    print("starting the upstream registry and the WAN hop", file=sys.stderr)
+    upstream_port, _, upstream_storage = servers.start_upstream(group, work_dir, client_cpus)
+    wan = servers.start_wan_hop(group, work_dir, upstream_port, client_cpus,
+                                settings.wan_rate_bytes_per_s)
+
+    samples = []
+    if selected & ANCHOR_SCENARIOS:
+        samples += run_anchor_scenarios(options, selected, work_dir, group,
+                                        (upstream_port, upstream_storage), wan,
+                                        (server_cpus, client_cpus), load_binary)
+    if "index scale" in selected:
+        print("scenario: index scale", file=sys.stderr)
+        samples += index_scale.index_scale(settings, options.outpost, fill_binary, work_dir,
+                                           group, server_cpus, client_cpus, wan.port)
+    if "working set" in selected:
+        print("scenario: working set", file=sys.stderr)
+        samples += working_set.working_set(settings, options.outpost, work_dir, upstream_storage,
+                                           wan, server_cpus, client_cpus)
+
+    header = describe_run(options, settings, selected, started, (server_cpus, client_cpus))
+    sections = []
+    for scenario in SCENARIO_ORDER:
+        if scenario in selected:
+            sections += SECTIONS_OF_SCENARIO.get(scenario, [scenario])
+    return report.full_report(header, sections, samples)
 
 
 def main(argv):

@@ -21,7 +21,8 @@ class BenchError(Exception):
     """A step of the benchmark failed: a process, a request or a check."""
 
 
-def _die_with_parent():
+def die_with_parent():
+    """Have the kernel send this process SIGKILL when its parent exits."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -159,7 +160,7 @@ class ProcessGroup:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as error:
             raise BenchError(f"failed to start {name} ({argv[0]}): {error}") from error

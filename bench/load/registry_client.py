@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import urllib.parse
 
 from processes import BenchError
@@ -85,6 +86,14 @@ def store_blob(storage_root, repository, data):
     with open(os.path.join(link_dir, "link"), "w", encoding="ascii") as link_file:
         link_file.write(digest)
     return digest
+
+
+def remove_stored_blob(storage_root, repository, digest):
+    """Delete a blob that store_blob wrote, with its link in repository."""
+    hex_digest = digest.split(":")[1]
+    base = os.path.join(storage_root, "docker", "registry", "v2")
+    shutil.rmtree(os.path.join(base, "blobs", "sha256", hex_digest[:2], hex_digest))
+    shutil.rmtree(os.path.join(base, "repositories", repository, "_layers", "sha256", hex_digest))
 
 
 def push_image(port, repository, tag, layers):

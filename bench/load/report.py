@@ -4,7 +4,9 @@ import statistics
 
 OUTPOST = "outpost"
 # Metrics where a larger figure is better. For every other metric a smaller one is better.
-HIGHER_IS_BETTER = {"MB/s", "req/s"}
+HIGHER_IS_BETTER = {"MB/s", "req/s", "hit ratio", "byte hit ratio", "hit MB/s"}
+# Counts that describe a run rather than rate it, left out of the ratio tables.
+UNRATED = {"hits compared", "downloads", "evictions", "evicted MiB"}
 
 
 def _ordered_unique(values):
@@ -62,13 +64,14 @@ def scenario_tables(scenario, samples):
                 cells.append(_format_spread(found) if found else "n/a")
             figure_rows.append(cells)
 
+    rated = [metric for metric in metrics if metric not in UNRATED]
     ratio_rows = []
     for case in cases:
         for anchor in targets:
-            if anchor == OUTPOST or not any(values(case, anchor, metric) for metric in metrics):
+            if anchor == OUTPOST or not any(values(case, anchor, metric) for metric in rated):
                 continue
             cells = [case, anchor]
-            for metric in metrics:
+            for metric in rated:
                 ours = values(case, OUTPOST, metric)
                 theirs = values(case, anchor, metric)
                 if not ours or not theirs or statistics.median(theirs) == 0:
@@ -79,13 +82,13 @@ def scenario_tables(scenario, samples):
             ratio_rows.append(cells)
 
     better = ", ".join(
-        f"{metric} {'higher' if metric in HIGHER_IS_BETTER else 'lower'}" for metric in metrics)
+        f"{metric} {'higher' if metric in HIGHER_IS_BETTER else 'lower'}" for metric in rated)
     text = f"### {scenario}\n\n"
     text += "Median of the repetitions, with (min-max) when there are several.\n\n"
     text += _table(["case", "target"] + metrics, figure_rows) + "\n"
     if ratio_rows:
         text += f"\nOutpost's median divided by the anchor's median. Better is: {better}.\n\n"
-        text += _table(["case", "anchor"] + [f"{metric} ratio" for metric in metrics],
+        text += _table(["case", "anchor"] + [f"{metric} ratio" for metric in rated],
                        ratio_rows) + "\n"
     return text
 

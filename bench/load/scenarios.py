@@ -203,7 +203,7 @@ def manifest_requests(settings, targets, manifest_digest, tag, cpus):
     return samples
 
 
-def _settled(read, timeout_s=5.0):
+def settled(read, timeout_s=5.0):
     """Return read() once two calls half a second apart agree, or the last value at timeout_s.
 
     A proxy may still fetch in the background after its clients are served, so its traffic is
@@ -269,7 +269,7 @@ def cold_fan_out(settings, targets, cold_blobs, wan, load_binary, work_dir, cpus
                 cold = driver.fan_out(load_binary, target.port, path, clients,
                                       expect_file=expected_path, cpus=cpus)
                 _check_fan_out(target, clients, cold)
-                gets, heads, body_bytes = _settled(lambda: wan.traffic(digest))
+                gets, heads, body_bytes = settled(lambda: wan.traffic(digest))
                 warm = driver.fan_out(load_binary, target.port, path, clients,
                                       expect_file=expected_path, cpus=cpus)
                 _check_fan_out(target, clients, warm)
@@ -332,7 +332,7 @@ def image_pull(settings, targets, images, wan, load_binary, cpus):
             repository = target.repository_prefix + image.repository
             cold = driver.pull(load_binary, target.port, repository, "latest",
                                clients=settings.pull_clients, cpus=cpus)
-            requests, body_bytes = _settled(
+            requests, body_bytes = settled(
                 lambda: wan.traffic_under(f"/v2/{image.repository}/"))
             warm = driver.pull(load_binary, target.port, repository, "latest",
                                clients=settings.pull_clients, cpus=cpus)

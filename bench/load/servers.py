@@ -85,17 +85,25 @@ def start_distribution_proxy(group, work_dir, upstream_port, cpus):
     return Target("distribution-proxy", port, process, repository_prefix="")
 
 
-def write_outpost_config(folder, port, upstream_port, data_dir, scrub_bytes_per_second=None):
+def write_outpost_config(folder, port, upstream_port, data_dir, scrub_bytes_per_second=None,
+                         disk_budget=None):
     """Write folder/outpost.yaml and return its path.
 
     Outpost listens on 127.0.0.1:port with one event loop, keeps its data in data_dir and
     serves the upstream as the remote OUTPOST_REMOTE. scrub_bytes_per_second sets
     storage.scrub_bytes_per_second when given, and 0 turns the background scrub off.
+    disk_budget, a (budget bytes, high watermark percent, low watermark percent) tuple, sets
+    the storage keys of the disk budget when given.
     """
     # One event loop, since the server is pinned to one core and nginx runs one worker.
     storage = f"storage:\n  data_dir: {data_dir}\n"
     if scrub_bytes_per_second is not None:
         storage += f"  scrub_bytes_per_second: {scrub_bytes_per_second}\n"
+    if disk_budget is not None:
+        budget_bytes, high_percent, low_percent = disk_budget
+        storage += (f"  disk_budget_bytes: {budget_bytes}\n"
+                    f"  high_watermark_percent: {high_percent}\n"
+                    f"  low_watermark_percent: {low_percent}\n")
     config = (
         f"server:\n  listen_host: 127.0.0.1\n  port: {port}\n  loops: 1\n"
         "  shutdown_grace: 2s\n"
@@ -230,6 +238,17 @@ class WanHop:
                     requests += 1
                     body_bytes += int(fields[3])
         return requests, body_bytes
+
+    def gets_under(self, path_prefix):
+        """Return (GET requests, their body bytes sent) for paths under path_prefix so far."""
+        gets = body_bytes = 0
+        with open(self.log_path, encoding="utf-8", errors="replace") as log_file:
+            for line in log_file:
+                fields = line.split()
+                if len(fields) == 4 and fields[0] == "GET" and fields[1].startswith(path_prefix):
+                    gets += 1
+                    body_bytes += int(fields[3])
+        return gets, body_bytes
 
     def traffic(self, digest):
         """Return (GET requests, HEAD requests, body bytes sent) for blob digest so far."""
