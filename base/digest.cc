@@ -92,17 +92,33 @@ void DigestHasher::update(std::span<const std::byte> bytes) {
   EVP_DigestUpdate(ctx_.get(), bytes.data(), bytes.size());
 }
 
+Expected<Digest> Digest::fromRaw(DigestAlgorithm algorithm, std::span<const uint8_t> raw) {
+  size_t expected = algorithm == DigestAlgorithm::kSha256 ? 32 : 64;
+  if (raw.size() != expected) {
+    return invalidArgument("a raw digest of " + std::to_string(raw.size()) + " bytes; " +
+                           std::to_string(expected) + " expected");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text(algorithm == DigestAlgorithm::kSha256 ? "sha256:" : "sha512:");
+  text.reserve(text.size() + 2 * raw.size());
+  for (uint8_t byte : raw) {
+    text.push_back(kHex[byte >> 4]);
+    text.push_back(kHex[byte & 0x0f]);
+  }
+  return Digest(algorithm, std::move(text));
+}
+
 Digest DigestHasher::finish() {
   unsigned char raw[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(ctx_.get(), raw, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text(algorithm_ == DigestAlgorithm::kSha256 ? "sha256:" : "sha512:");
-  for (unsigned int i = 0; i < length; ++i) {
-    text.push_back(kHex[raw[i] >> 4]);
-    text.push_back(kHex[raw[i] & 0x0f]);
+  Expected<Digest> digest =
+      Digest::fromRaw(algorithm_, std::span<const uint8_t>(raw, static_cast<size_t>(length)));
+  if (!digest) {
+    // OpenSSL returns the algorithm's own length, so only a broken library gets here.
+    std::abort();
   }
-  return Digest(algorithm_, std::move(text));
+  return std::move(digest).value();
 }
 
 Digest DigestHasher::digestSoFar() const {

@@ -30,6 +30,9 @@ class Digest {
   // an encoded part of the wrong length or case, with kOutOfRange for a well-formed digest of
   // an algorithm Outpost does not compute.
   static Expected<Digest> parse(std::string_view text);
+  // The digest whose binary value is `raw`, without parsing text. Fails with kInvalidArgument
+  // when `raw` is not as long as the algorithm's output (32 bytes for sha256, 64 for sha512).
+  static Expected<Digest> fromRaw(DigestAlgorithm algorithm, std::span<const uint8_t> raw);
 
   DigestAlgorithm algorithm() const { return algorithm_; }
   std::string_view algorithmName() const;

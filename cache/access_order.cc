@@ -445,26 +445,9 @@ EntryKey keyOf(const Digest& digest) {
 }
 
 // Returns the digest whose binary form is `key`.
-// NOTE: Digest has no constructor from raw bytes, so the text is validated again by
-// Digest::parse, which takes most of the time of oldest() (BM_LruOldest in
-// bench/micro/lru_bench.cc). It runs after the shard locks are released.
 Digest digestOf(const EntryKey& key) {
-  static constexpr char kHexDigits[] = "0123456789abcdef";
-  static constexpr std::string_view kSha256Prefix = "sha256:";
-  static constexpr std::string_view kSha512Prefix = "sha512:";
-  std::string_view prefix =
-      key.algorithm == DigestAlgorithm::kSha256 ? kSha256Prefix : kSha512Prefix;
-
-  // The buffer fits the maximum length, that of a sha512 digest, so no string is allocated here.
-  std::array<char, 7 + 2 * 64> text;
-  std::copy(prefix.begin(), prefix.end(), text.begin());
-  char* out = text.data() + prefix.size();
-  for (size_t i = 0; i < key.length(); ++i) {
-    *out++ = kHexDigits[key.bytes[i] >> 4];
-    *out++ = kHexDigits[key.bytes[i] & 0x0f];
-  }
-
-  Expected<Digest> digest = Digest::parse(std::string_view(text.data(), out - text.data()));
+  Expected<Digest> digest =
+      Digest::fromRaw(key.algorithm, std::span<const uint8_t>(key.bytes.data(), key.length()));
   if (!digest) {
     // The bytes came from a valid digest of the same algorithm, so only memory corruption gets
     // here, and nothing sensible can follow.
