@@ -131,17 +131,21 @@ void DiskBudget::stop() {
   releaseWaiters(/*stopping=*/true);
 }
 
-void DiskBudget::recordAccess(const Digest& digest, uint64_t size_bytes, uint32_t tier) {
+void DiskBudget::recordAccess(const Digest& digest, uint64_t size_bytes, uint32_t tier,
+                              AccessKind kind) {
   if (!isEnabled() || tier >= tiers_.size()) {
     return;
   }
   Tier& state = *tiers_[tier];
-  state.counters.hits.fetch_add(1, std::memory_order_relaxed);
   if (Status status = state.order.touch(digest, size_bytes); !status.isOk()) {
     log::cache().warn("blob access not recorded digest={} bytes={} tier={} error=\"{}\"",
                       digest.str(), size_bytes, tier, status.toString());
     return;
   }
+  if (kind == AccessKind::kHead) {
+    return;  // a HEAD reads no bytes: it keeps the blob recent but is no hit
+  }
+  state.counters.hits.fetch_add(1, std::memory_order_relaxed);
   if (tier > 0 && options_.promote_after_hits > 0) {
     bool is_due = false;
     {
@@ -181,6 +185,14 @@ void DiskBudget::recordCommit(const Digest& digest, uint64_t size_bytes) {
   }
 }
 
+void DiskBudget::dropHits(const Digest& digest) {
+  if (tiers_.size() < 2) {
+    return;
+  }
+  std::lock_guard lock(promote_mutex_);
+  lower_hits_.erase(digest);
+}
+
 void DiskBudget::wake() {
   {
     std::lock_guard lock(mutex_);
@@ -193,6 +205,7 @@ void DiskBudget::forget(const Digest& digest) {
   if (!isEnabled()) {
     return;
   }
+  dropHits(digest);
   for (const std::unique_ptr<Tier>& tier : tiers_) {
     if (Status erased = tier->order.erase(digest);
         !erased.isOk() && erased.code() != StatusCode::kNotFound) {
@@ -416,6 +429,7 @@ DiskBudget::MoveOutcome DiskBudget::removeErased(uint32_t tier,
                                                  const AccessOrder::Candidate& candidate) {
   const Digest& digest = candidate.digest;
   Tier& state = *tiers_[tier];
+  dropHits(digest);
   if (index_.isBlobHeld(digest)) {
     // A local repository contains it: it stays on disk and is no longer counted.
     return MoveOutcome::kHeld;
@@ -456,6 +470,8 @@ DiskBudget::MoveOutcome DiskBudget::move(uint32_t from, uint32_t to,
   if (!source.order.erase(digest).isOk()) {
     return MoveOutcome::kSkipped;  // pinned since chosen, or already erased
   }
+  // Hits count toward a promotion only while the blob stays in the tier they were made in.
+  dropHits(digest);
   if (index_.isBlobHeld(digest)) {
     return MoveOutcome::kHeld;
   }

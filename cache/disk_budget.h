@@ -187,10 +187,15 @@ class DiskBudget {
   // Stops the thread and waits for it. Safe to call more than once.
   void stop();
 
+  enum class AccessKind {
+    kRead,  // a GET, whole or a range
+    kHead,  // keeps the blob recent, but is no hit and does not count toward a promotion
+  };
   // Records that `digest`, of `size_bytes`, was read now from `tier` (BlobFile::tier), counting a
   // hit there and, on a lower tier, toward its promotion. Wakes the thread when the usage crosses
   // the high watermark. Does nothing without a budget.
-  void recordAccess(const Digest& digest, uint64_t size_bytes, uint32_t tier = 0);
+  void recordAccess(const Digest& digest, uint64_t size_bytes, uint32_t tier = 0,
+                    AccessKind kind = AccessKind::kRead);
   // Records that `digest` was just committed to the first tier. Not a hit.
   void recordCommit(const Digest& digest, uint64_t size_bytes);
   // Returns an empty Pin without a budget, or when `tier` does not count the blob.
@@ -257,6 +262,8 @@ class DiskBudget {
   uint64_t bytesCounted(uint32_t tier) const;
   bool isOverHighWatermark(uint32_t tier) const;
   void wake();
+  // Forgets the lower-tier hits of a blob that left its tier.
+  void dropHits(const Digest& digest);
   // Moves or evicts the oldest blobs of `tier` while it is over its low watermark. Returns the
   // bytes that left the tier, and sets `made_progress` when anything left.
   uint64_t shrinkTier(uint32_t tier, bool& made_progress);
@@ -286,8 +293,8 @@ class DiskBudget {
   // Held across one eviction, and across the write of a hold.
   std::mutex evict_mutex_;
 
-  // Hits on lower tiers since the blob entered its tier, and blobs due for promotion with the
-  // tier they were hit in.
+  // Hits on lower tiers since the blob entered its tier (dropped when it leaves the tier), and
+  // blobs due for promotion with the tier they were hit in.
   std::mutex promote_mutex_;
   std::unordered_map<Digest, uint32_t> lower_hits_;         // guarded by promote_mutex_
   std::deque<std::pair<Digest, uint32_t>> promotions_due_;  // guarded by promote_mutex_

@@ -42,6 +42,13 @@ std::string childPath(std::string_view parent, std::string_view key) {
   return path;
 }
 
+// Whether `path` is `folder` or lies inside it, compared as written (both are absolute and
+// normal here).
+bool isSameOrInside(const std::filesystem::path& path, const std::filesystem::path& folder) {
+  std::filesystem::path relative = path.lexically_relative(folder);
+  return !relative.empty() && *relative.begin() != "..";
+}
+
 std::string indexPath(std::string_view parent, std::size_t index) {
   return std::string(parent) + "[" + std::to_string(index) + "]";
 }
@@ -519,15 +526,21 @@ class ConfigReader {
           readIntegerAs(entry, path, "low_watermark_percent", 1, 99, &tier.low_watermark_percent));
       OUTPOST_RETURN_IF_ERROR(
           checkWatermarks(path, tier.high_watermark_percent, tier.low_watermark_percent));
-      std::filesystem::path data_dir = storage->data_dir;
-      std::vector<std::string> taken{
-          (data_dir.has_filename() ? data_dir : data_dir.parent_path()).string()};
-      for (const DiskTierConfig& other : storage->lower_tiers) {
-        taken.push_back(other.path);
+      std::vector<std::pair<std::string, std::filesystem::path>> taken{
+          {"the data folder", std::filesystem::path(storage->data_dir)}};
+      for (size_t other = 0; other < storage->lower_tiers.size(); ++other) {
+        taken.emplace_back(indexPath("storage.lower_tiers", other),
+                           std::filesystem::path(storage->lower_tiers[other].path));
       }
-      if (std::find(taken.begin(), taken.end(), tier.path) != taken.end()) {
-        return invalidAt(childPath(path, "path"),
-                         inQuotes(tier.path) + " is already the data folder or another tier");
+      for (const auto& [name, folder] : taken) {
+        // Each tier removes leftovers in its tmp/ and owns everything under blobs/, so no tier
+        // may hold another.
+        if (isSameOrInside(resolved, folder) || isSameOrInside(folder, resolved)) {
+          return invalidAt(childPath(path, "path"),
+                           inQuotes(tier.path) + " overlaps " + name + " (" +
+                               inQuotes(folder.string()) +
+                               "); give each tier a folder of its own, outside the others");
+        }
       }
       storage->lower_tiers.push_back(std::move(tier));
     }

@@ -99,8 +99,7 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   Expected<std::unique_ptr<storage::BlobStore>> store =
       storage::BlobStore::open(proxy::blobTierRoots(config->storage));
   if (!store) {
-    log::storage().critical("blob store failed to open path={} error=\"{}\"", data_dir.string(),
-                            store.status().toString());
+    log::storage().critical("blob store failed to open error=\"{}\"", store.status().toString());
     return 1;
   }
 
@@ -513,15 +512,17 @@ int main(int argc, char** argv) {
   bool verify_digests = false;
   CLI::App* fsck = app.add_subcommand(
       "fsck",
-      "Check that the blob index matches the blob files in storage.data_dir and print one line "
-      "per finding. Stop the server on that data_dir first: fsck cannot open a locked index");
+      "Check that the blob index matches the blob files in storage.data_dir and every "
+      "storage.lower_tiers folder, and print one line per finding. Stop the server on that "
+      "data_dir first: fsck cannot open a locked index");
   fsck->add_option("-c,--config", config_path, "Configuration file (YAML)")
       ->capture_default_str()
       ->check(CLI::ExistingFile);
   fsck->add_flag("--repair", repair,
                  "Repair the findings: delete index entries without files, index valid unindexed "
-                 "files, and move damaged and stray files to <data_dir>/quarantine/ (never "
-                 "deletes a file)");
+                 "files, record the tier of a blob found in another tier, move damaged and stray "
+                 "files to quarantine/ in their tier's folder, and remove a second copy of a blob "
+                 "left by an interrupted move once the copy the index names is verified");
   fsck->add_flag("--verify-digests", verify_digests,
                  "Also hash every indexed blob file and compare it with its digest. Reads every "
                  "byte of the store, so it is slow on a large one");

@@ -297,7 +297,9 @@ void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std:
 void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
                                      const Digest& digest, storage::BlobFile file) {
   context_.index->touchBlob(digest, context_.clock->nowMs());
-  context_.disk_budget->recordAccess(digest, file.size, file.tier);
+  context_.disk_budget->recordAccess(digest, file.size, file.tier,
+                                     exchange->isHead() ? cache::DiskBudget::AccessKind::kHead
+                                                        : cache::DiskBudget::AccessKind::kRead);
   // Pinned, so that the disk budget does not choose the blob while it is sent.
   cache::DiskBudget::Pin pin = context_.disk_budget->pin(digest, file.tier);
   sendBlobFile(exchange, digest, std::move(file), std::move(pin));

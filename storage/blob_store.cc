@@ -124,6 +124,15 @@ Expected<std::unique_ptr<BlobStore>> BlobStore::open(
         return invalidArgument("blob store tier folder " + root.string() + " is listed twice");
       }
     }
+    if (!store->tiers_.empty()) {
+      // A lower tier is usually another disk. Creating its folder when the disk is not mounted
+      // would fill the disk under the mount point instead.
+      std::error_code error;
+      if (!std::filesystem::is_directory(root, error)) {
+        return notFound("lower tier folder " + root.string() +
+                        " does not exist or is not a folder; create it, or mount its disk");
+      }
+    }
     store->tiers_.push_back(std::make_unique<Tier>(root));
     OUTPOST_RETURN_IF_ERROR(openTier(*store->tiers_.back()));
   }

@@ -46,8 +46,9 @@ class BlobStore {
   // Creates the folders if missing and removes every leftover entry in tmp/, logging how many it
   // removed. Never lists blobs/, so the cost does not grow with the number of blobs.
   static Expected<std::unique_ptr<BlobStore>> open(const std::filesystem::path& root);
-  // The same with one root per tier, fastest first. kInvalidArgument when the list is empty,
-  // longer than kMaxTiers, or names one folder twice.
+  // The same with one root per tier, fastest first. The first root is created if missing; the
+  // others must exist (kNotFound), since a lower tier is usually a mounted disk.
+  // kInvalidArgument when the list is empty, longer than kMaxTiers, or names one folder twice.
   static Expected<std::unique_ptr<BlobStore>> open(
       const std::vector<std::filesystem::path>& tier_roots);
 

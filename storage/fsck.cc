@@ -375,7 +375,8 @@ class FsckRun {
   }
 
   // A file in a tier other than the one its record names. When the named tier has the file too,
-  // this copy is what an interrupted move left behind, and repair removes it.
+  // this copy is what an interrupted move left behind, and repair removes it once the named
+  // copy hashes to its digest.
   void checkDuplicate(const fs::path& path, const Digest& digest, const BlobRecord& record,
                       const struct stat& info) {
     if (record.tier >= tier_roots_.size()) {
@@ -394,7 +395,14 @@ class FsckRun {
     finding.file_bytes = static_cast<uint64_t>(info.st_size);
     finding.detail = "the record names tier " + std::to_string(record.tier);
     if (options_.repair) {
-      if (::unlink(path.c_str()) == 0) {
+      // The copy the record names must be good before the other goes.
+      Expected<Digest> named =
+          hashFile(blobPath(tier_roots_[record.tier], digest), digest.algorithm());
+      if (!named || *named != digest) {
+        finding.detail += "; not repaired: the copy in tier " + std::to_string(record.tier) +
+                          (named ? " hashes to " + named->str() : " cannot be read") +
+                          ", so this copy stays";
+      } else if (::unlink(path.c_str()) == 0) {
         finding.action = FsckAction::kRemovedFile;
       } else {
         finding.detail +=

@@ -25,8 +25,8 @@
 //                    or whose value does not decode
 //   wrong_tier       the record names a tier without the file, repair: record the tier that has
 //                    and another tier has it                  the file
-//   duplicate_file   a file in a tier other than the one its   repair: remove the file, since
-//                    record names, which has the file too      the named tier has the blob
+//   duplicate_file   a file in a tier other than the one its   repair: remove the file once the
+//                    record names, which has the file too      named copy hashes to its digest
 //
 // Lower disk tiers (FsckOptions::lower_tier_roots) have the layout of the data folder's blobs/
 // and are checked the same way. A move between tiers copies, indexes, then removes the source,

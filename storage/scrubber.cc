@@ -234,7 +234,8 @@ Scrubber::ReadResult Scrubber::readAndHash(const Digest& digest, const BlobFile&
     ssize_t count =
         retryOnEintr([&] { return ::read(file.fd.get(), buffer_.data(), read_bytes); });
     if (count < 0) {
-      Status status = errnoStatus("reading blob " + store_.pathFor(digest).string(), errno);
+      Status status =
+          errnoStatus("reading blob " + store_.pathFor(digest, file.tier).string(), errno);
       log::storage().error("scrub could not read blob digest={} error=\"{}\"", digest.str(),
                            status.toString());
       return ReadResult::kFailed;
@@ -274,15 +275,16 @@ void Scrubber::removeMissing(const Digest& digest) {
     on_removed_(digest);
   }
   counters_.missing_removed.fetch_add(1);
-  log::storage().error("scrub found blob file missing, record deleted digest={} path={}",
-                       digest.str(), store_.pathFor(digest).string());
+  log::storage().error("scrub found blob file missing, record deleted digest={} tier={}",
+                       digest.str(), current->tier);
 }
 
 void Scrubber::removeCorrupt(const Digest& digest, const BlobFile& file,
                              const std::string& reason) {
-  // BlobStore::commit replaces a file of the wrong size, so the address may by now name a new,
-  // good file. Remove only the file that was checked.
-  std::filesystem::path path = store_.pathFor(digest);
+  // BlobStore::commit replaces a file of the wrong size, and a move between tiers copies a
+  // blob, so the address may by now name a new, good file. Remove only the file that was
+  // checked, in the tier it was found in.
+  std::filesystem::path path = store_.pathFor(digest, file.tier);
   struct stat checked {};
   struct stat current {};
   if (::fstat(file.fd.get(), &checked) != 0 || ::stat(path.c_str(), &current) != 0 ||

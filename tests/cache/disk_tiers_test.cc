@@ -38,6 +38,7 @@ class DiskTiersTest : public ::testing::Test {
     Expected<std::unique_ptr<storage::Index>> index = storage::Index::open(dataDir() / "index");
     ASSERT_TRUE(index) << index.status().toString();
     index_ = std::move(*index);
+    std::filesystem::create_directories(slowDir());
     Expected<std::unique_ptr<storage::BlobStore>> store =
         storage::BlobStore::open({dataDir(), slowDir()});
     ASSERT_TRUE(store) << store.status().toString();
@@ -168,6 +169,20 @@ TEST_F(DiskTiersTest, PromotesAfterConfiguredHits) {
   EXPECT_EQ(budget->tierCounters(1).hits.load(), 2u);
   EXPECT_EQ(budget->tierBytesUsed(0), 600u);
   EXPECT_EQ(budget->tierBytesUsed(1), 400u);
+}
+
+TEST_F(DiskTiersTest, HeadIsNoHit) {
+  std::unique_ptr<DiskBudget> budget = makeBudget(options(1000, 10'000, 2));
+  std::vector<Digest> digests = addBlobs(*budget, 10);
+  budget->evictIfOverBudget();
+
+  for (int i = 0; i < 3; ++i) {
+    budget->recordAccess(digests[0], kBlobBytes, 1, DiskBudget::AccessKind::kHead);
+  }
+  budget->evictIfOverBudget();
+
+  EXPECT_EQ(indexedTier(digests[0]), 1);
+  EXPECT_EQ(budget->tierCounters(1).hits.load(), 0u);
 }
 
 TEST_F(DiskTiersTest, ZeroHitsNeverPromotes) {

@@ -380,7 +380,20 @@ TEST(ConfigTest, RejectsInvalidValues) {
       {"lower tier same as data folder",
        withRemote("storage:\n  data_dir: /srv/data\n  disk_budget_bytes: 10\n  lower_tiers:\n"
                   "    - path: /srv/data/\n      budget_bytes: 10\n"),
-       "storage.lower_tiers[0].path: \"/srv/data\" is already the data folder or another tier"},
+       "storage.lower_tiers[0].path: \"/srv/data\" overlaps the data folder (\"/srv/data\")"},
+      {"lower tier inside the data folder",
+       withRemote("storage:\n  data_dir: /srv/data\n  disk_budget_bytes: 10\n  lower_tiers:\n"
+                  "    - path: /srv/data/tmp\n      budget_bytes: 10\n"),
+       "storage.lower_tiers[0].path: \"/srv/data/tmp\" overlaps the data folder"},
+      {"data folder inside a lower tier",
+       withRemote("storage:\n  data_dir: /srv/hdd/data\n  disk_budget_bytes: 10\n  lower_tiers:\n"
+                  "    - path: /srv/hdd\n      budget_bytes: 10\n"),
+       "storage.lower_tiers[0].path: \"/srv/hdd\" overlaps the data folder"},
+      {"lower tier inside another",
+       withRemote("storage:\n  data_dir: /srv/data\n  disk_budget_bytes: 10\n  lower_tiers:\n"
+                  "    - path: /srv/hdd\n      budget_bytes: 10\n    - path: /srv/hdd/cold\n"
+                  "      budget_bytes: 10\n"),
+       "storage.lower_tiers[1].path: \"/srv/hdd/cold\" overlaps storage.lower_tiers[0]"},
       {"negative promote hits", withRemote("storage:\n  promote_after_hits: -1\n"),
        "storage.promote_after_hits:"},
       {"space wait zero", withRemote("storage:\n  space_wait_timeout: 0s\n"),

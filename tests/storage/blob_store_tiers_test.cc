@@ -22,6 +22,7 @@ using testing::writeFile;
 class BlobStoreTiersTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    std::filesystem::create_directories(folder_.path() / "slow");
     Expected<std::unique_ptr<BlobStore>> store =
         BlobStore::open({folder_.path() / "fast", folder_.path() / "slow"});
     ASSERT_TRUE(store) << store.status().toString();
@@ -152,8 +153,21 @@ TEST_F(BlobStoreTiersTest, OpenRemovesTemporaryFilesOfEveryTier) {
   EXPECT_EQ(countEntries((*reopened)->tempDir(1)), 0);
 }
 
+TEST(BlobStoreTiersOpenTest, LowerTierFolderMustExist) {
+  TempFolder folder;
+
+  Expected<std::unique_ptr<BlobStore>> store =
+      BlobStore::open({folder.path() / "data", folder.path() / "unmounted"});
+
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(store.status().message().find("mount its disk"), std::string_view::npos);
+  EXPECT_FALSE(std::filesystem::exists(folder.path() / "unmounted"));
+}
+
 TEST(BlobStoreTiersOpenTest, RejectsBadTierLists) {
   TempFolder folder;
+  std::filesystem::create_directories(folder.path() / "a");
   EXPECT_EQ(BlobStore::open(std::vector<std::filesystem::path>{}).status().code(),
             StatusCode::kInvalidArgument);
   Expected<std::unique_ptr<BlobStore>> twice =
@@ -164,6 +178,7 @@ TEST(BlobStoreTiersOpenTest, RejectsBadTierLists) {
   std::vector<std::filesystem::path> many(BlobStore::kMaxTiers + 1);
   for (size_t i = 0; i < many.size(); ++i) {
     many[i] = folder.path() / std::to_string(i);
+    std::filesystem::create_directories(many[i]);
   }
   EXPECT_EQ(BlobStore::open(many).status().code(), StatusCode::kInvalidArgument);
 }

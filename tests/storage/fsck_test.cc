@@ -472,6 +472,7 @@ TEST(FsckFormatTest, SummaryCountsEachKind) {
 class FsckTiersTest : public FsckTest {
  protected:
   void SetUp() override {
+    fs::create_directories(slowDir());
     Expected<std::unique_ptr<BlobStore>> store = BlobStore::open({dataDir(), slowDir()});
     ASSERT_TRUE(store) << store.status().toString();
     store_ = std::move(store).value();

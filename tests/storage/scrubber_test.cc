@@ -206,6 +206,32 @@ TEST_F(ScrubberTest, FlippedByteRemovesBlob) {
   EXPECT_EQ(removedDigests(), std::vector<Digest>{damaged});
 }
 
+TEST_F(ScrubberTest, FlippedByteInLowerTierRemovesBlob) {
+  store_.reset();
+  fs::create_directories(folder_.path() / "slow");
+  Expected<std::unique_ptr<BlobStore>> tiered =
+      BlobStore::open({folder_.path(), folder_.path() / "slow"});
+  ASSERT_TRUE(tiered) << tiered.status().toString();
+  store_ = std::move(tiered).value();
+  std::string damaged_content = patternBytes(40000, 'k');
+  Digest damaged = addBlob(damaged_content);
+  ASSERT_TRUE(store_->copyToTier(damaged, 0, 1).isOk());
+  ASSERT_TRUE(index_->setBlobTier(damaged, 1).hasValue());
+  ASSERT_TRUE(store_->removeFromTier(damaged, 0).isOk());
+  {
+    std::fstream file(store_->pathFor(damaged, 1), std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(999);
+    file.put(static_cast<char>(damaged_content[999] ^ 0x01));
+  }
+
+  const ScrubCounters& counters = runOnePass();
+
+  EXPECT_EQ(counters.corrupt_removed.load(), 1u);
+  EXPECT_FALSE(isIndexed(damaged));
+  EXPECT_FALSE(fs::exists(store_->pathFor(damaged, 1)));
+  EXPECT_EQ(removedDigests(), std::vector<Digest>{damaged});
+}
+
 TEST_F(ScrubberTest, TruncatedFileRemovesBlob) {
   Digest truncated = addBlob(patternBytes(10000, 'f'));
   ASSERT_EQ(::truncate(store_->pathFor(truncated).c_str(), 9999), 0);
