@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -162,6 +163,8 @@ class Connection {
   void queueBytes(std::string_view bytes);
   void queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset, uint64_t length,
                  std::function<void()> on_sent);
+  void queueBuffer(std::shared_ptr<const void> owner, std::string_view bytes,
+                   std::function<void()> on_sent);
   void finishExchange();
   // Starts delivering the request body, as Exchange::readBody() describes. `may_send_continue`
   // is false once the response head was written.
@@ -172,9 +175,12 @@ class Connection {
   bool decideKeepAlive();
 
  private:
+  // A body part sent from outside output_: a file range, or a shared buffer when `data` is set.
   struct FileRange {
     std::shared_ptr<const void> owner;
     int fd = -1;
+    // The buffer that `owner` keeps alive, or nullptr for a file. `offset` counts from here.
+    const char* data = nullptr;
     uint64_t offset = 0;
     uint64_t remaining = 0;
     std::function<void()> on_sent;
@@ -205,8 +211,12 @@ class Connection {
   enum class WriteStep { kSent, kBlocked, kClosed, kIdle };
 
   void flush();
-  WriteStep writeBufferedBytes(uint64_t* sent_now);
+  WriteStep writeBufferedBytes(uint64_t budget, uint64_t* sent_now);
+  // Sends the rest of output_ and then the queued buffer, in one sendmsg(2).
+  WriteStep writeBytesAndBuffer(uint64_t budget, uint64_t* sent_now);
   WriteStep writeFileRange(uint64_t budget, uint64_t* sent_now);
+  // Counts `bytes` of the file range or buffer as sent, and runs its on_sent after the last.
+  void advanceFileRange(uint64_t bytes);
   WriteStep onWriteError(int error);
   void countSent(uint64_t bytes, uint64_t* sent_now);
   void completeExchange();
@@ -328,6 +338,20 @@ void Exchange::sendFile(std::shared_ptr<const void> owner, int fd, uint64_t offs
     return;
   }
   connection_->queueFile(std::move(owner), fd, offset, length, std::move(on_sent));
+}
+
+void Exchange::sendBuffer(std::shared_ptr<const void> owner, std::string_view bytes,
+                          std::function<void()> on_sent) {
+  if (!isOpen()) {
+    return;
+  }
+  if (isHead() || bytes.empty()) {
+    if (on_sent) {
+      on_sent();
+    }
+    return;
+  }
+  connection_->queueBuffer(std::move(owner), bytes, std::move(on_sent));
 }
 
 void Exchange::finish() {
@@ -714,7 +738,15 @@ void Connection::queueBytes(std::string_view bytes) {
 
 void Connection::queueFile(std::shared_ptr<const void> owner, int fd, uint64_t offset,
                            uint64_t length, std::function<void()> on_sent) {
-  file_ = FileRange{std::move(owner), fd, offset, length, std::move(on_sent)};
+  file_ = FileRange{std::move(owner), fd, nullptr, offset, length, std::move(on_sent)};
+  if (!dispatching_) {
+    flush();
+  }
+}
+
+void Connection::queueBuffer(std::shared_ptr<const void> owner, std::string_view bytes,
+                             std::function<void()> on_sent) {
+  file_ = FileRange{std::move(owner), -1, bytes.data(), 0, bytes.size(), std::move(on_sent)};
   if (!dispatching_) {
     flush();
   }
@@ -746,7 +778,10 @@ Connection::WriteStep Connection::onWriteError(int error) {
   return WriteStep::kClosed;
 }
 
-Connection::WriteStep Connection::writeBufferedBytes(uint64_t* sent_now) {
+Connection::WriteStep Connection::writeBufferedBytes(uint64_t budget, uint64_t* sent_now) {
+  if (file_.data != nullptr && file_.remaining > 0) {
+    return writeBytesAndBuffer(budget, sent_now);
+  }
   // MSG_MORE keeps a head in the socket until the file range behind it fills the packet.
   int flags = MSG_NOSIGNAL | (file_.remaining > 0 ? MSG_MORE : 0);
   ssize_t sent = retryOnEintr([&] {
@@ -764,9 +799,48 @@ Connection::WriteStep Connection::writeBufferedBytes(uint64_t* sent_now) {
   return WriteStep::kSent;
 }
 
+Connection::WriteStep Connection::writeBytesAndBuffer(uint64_t budget, uint64_t* sent_now) {
+  size_t head_left = output_.size() - output_sent_;
+  iovec parts[2];
+  parts[0].iov_base = output_.data() + output_sent_;
+  parts[0].iov_len = head_left;
+  // iovec has no const member, but sendmsg(2) only reads the buffer.
+  parts[1].iov_base = const_cast<char*>(file_.data + file_.offset);
+  parts[1].iov_len = static_cast<size_t>(std::min<uint64_t>(file_.remaining, budget));
+  msghdr message{};
+  message.msg_iov = parts;
+  message.msg_iovlen = 2;
+  ssize_t sent = retryOnEintr([&] { return ::sendmsg(fd_, &message, MSG_NOSIGNAL); });
+  if (sent < 0) {
+    return onWriteError(errno);
+  }
+  auto sent_bytes = static_cast<uint64_t>(sent);
+  uint64_t from_head = std::min<uint64_t>(sent_bytes, head_left);
+  output_sent_ += static_cast<size_t>(from_head);
+  if (output_sent_ == output_.size()) {
+    output_.clear();
+    output_sent_ = 0;
+  }
+  countSent(sent_bytes, sent_now);
+  if (sent_bytes > from_head) {
+    advanceFileRange(sent_bytes - from_head);
+  }
+  return WriteStep::kSent;
+}
+
 Connection::WriteStep Connection::writeFileRange(uint64_t budget, uint64_t* sent_now) {
-  auto offset = static_cast<off_t>(file_.offset);
   auto chunk = static_cast<size_t>(std::min<uint64_t>(file_.remaining, budget));
+  if (file_.data != nullptr) {
+    ssize_t sent =
+        retryOnEintr([&] { return ::send(fd_, file_.data + file_.offset, chunk, MSG_NOSIGNAL); });
+    if (sent < 0) {
+      return onWriteError(errno);
+    }
+    countSent(static_cast<uint64_t>(sent), sent_now);
+    advanceFileRange(static_cast<uint64_t>(sent));
+    return WriteStep::kSent;
+  }
+  auto offset = static_cast<off_t>(file_.offset);
   ssize_t sent = retryOnEintr([&] { return ::sendfile(fd_, file_.fd, &offset, chunk); });
   if (sent < 0) {
     return onWriteError(errno);
@@ -779,9 +853,14 @@ Connection::WriteStep Connection::writeFileRange(uint64_t budget, uint64_t* sent
     close("file shorter than its range");
     return WriteStep::kClosed;
   }
-  file_.offset += static_cast<uint64_t>(sent);
-  file_.remaining -= static_cast<uint64_t>(sent);
   countSent(static_cast<uint64_t>(sent), sent_now);
+  advanceFileRange(static_cast<uint64_t>(sent));
+  return WriteStep::kSent;
+}
+
+void Connection::advanceFileRange(uint64_t bytes) {
+  file_.offset += bytes;
+  file_.remaining -= bytes;
   if (file_.remaining == 0) {
     auto on_sent = std::move(file_.on_sent);
     file_ = FileRange{};
@@ -789,7 +868,6 @@ Connection::WriteStep Connection::writeFileRange(uint64_t budget, uint64_t* sent
       on_sent();  // may queue more bytes, another file range, finish the exchange, or close
     }
   }
-  return WriteStep::kSent;
 }
 
 void Connection::flush() {
@@ -800,7 +878,7 @@ void Connection::flush() {
   while (sent_now < kMaxBytesPerWritableEvent) {
     WriteStep step = WriteStep::kIdle;
     if (output_sent_ < output_.size()) {
-      step = writeBufferedBytes(&sent_now);
+      step = writeBufferedBytes(kMaxBytesPerWritableEvent - sent_now, &sent_now);
     } else if (file_.remaining > 0) {
       step = writeFileRange(kMaxBytesPerWritableEvent - sent_now, &sent_now);
     }

@@ -2,7 +2,8 @@
 //
 // Connections are driven by readiness (a uv_poll_t on the socket) and make the system calls
 // themselves: recv(2) into a reused buffer parsed by llhttp, send(2) for heads and small
-// bodies, sendfile(2) for file ranges, so that a warm blob never passes through user space.
+// bodies, sendfile(2) for file ranges, so that a blob sent from disk never passes through user
+// space, and sendmsg(2) for a head followed by a shared buffer that the response does not copy.
 //
 // One request is handled at a time per connection. Pipelined requests wait in the read buffer
 // and are parsed once the previous response has been written, so answers leave in order.
@@ -108,6 +109,11 @@ class Exchange {
   // range may be queued at a time.
   void sendFile(std::shared_ptr<const void> owner, int fd, uint64_t offset, uint64_t length,
                 std::function<void()> on_sent);
+  // Queues `bytes` without copying them: `owner` keeps them alive and unchanged until they are
+  // sent. A head queued before them leaves in the same sendmsg(2). `on_sent` runs as for
+  // sendFile(). Skipped for HEAD. Only one file range or buffer may be queued at a time.
+  void sendBuffer(std::shared_ptr<const void> owner, std::string_view bytes,
+                  std::function<void()> on_sent);
   // Marks the response complete. The next request is read once the queued bytes are sent.
   // Finishing before a streamed body is complete stops its delivery: the rest of the body is
   // never given to the handler, and the connection closes after the response.

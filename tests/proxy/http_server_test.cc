@@ -8,10 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -295,6 +297,83 @@ TEST_F(HttpServerTest, SendsFileRangesWithSendfile) {
   std::string body = response.substr(body_at + 4);
   ASSERT_EQ(body.size(), 250000u);
   EXPECT_EQ(body, content.substr(1000, 250000));
+}
+
+TEST_F(HttpServerTest, SendsSharedBufferWithoutCopy) {
+  // 12 MiB: larger than the socket buffers and the bytes one writable event may send, so the
+  // buffer leaves in several pieces after the head.
+  std::string content(12u << 20, 'x');
+  for (size_t i = 0; i < content.size(); ++i) {
+    content[i] = static_cast<char>('a' + i % 26);
+  }
+  std::mutex mutex;
+  std::weak_ptr<const std::string> last_buffer;
+  std::atomic<int> sent_callbacks{0};
+
+  startServer([&](const std::shared_ptr<Exchange>& exchange) {
+    // Only the server has a reference to this buffer once the handler returns.
+    auto buffer = std::make_shared<const std::string>(content);
+    {
+      std::lock_guard lock(mutex);
+      last_buffer = buffer;
+    }
+    uint64_t first = exchange->request().path() == "/part" ? 1000 : 0;
+    uint64_t length = first == 0 ? buffer->size() : 5000;
+    exchange->startResponse(ResponseHead(200), length);
+    exchange->sendBuffer(buffer, std::string_view(*buffer).substr(first, length),
+                         [exchange, &sent_callbacks] {
+                           sent_callbacks.fetch_add(1);
+                           exchange->finish();
+                         });
+  });
+  Client client(port());
+  client.send("GET /whole HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string response = client.readResponses(1);
+  size_t body_at = response.find("\r\n\r\n");
+  ASSERT_NE(body_at, std::string::npos);
+  EXPECT_EQ(response.size() - body_at - 4, content.size());
+  EXPECT_TRUE(response.substr(body_at + 4) == content) << "whole buffer differs";
+
+  client.send("GET /part HTTP/1.1\r\nHost: x\r\n\r\n");
+  response = client.readResponses(1);
+  body_at = response.find("\r\n\r\n");
+  ASSERT_NE(body_at, std::string::npos);
+  EXPECT_EQ(response.substr(body_at + 4), content.substr(1000, 5000));
+
+  // The server runs on_sent and drops its reference once the bytes are sent, which may be just
+  // after the client has read them.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  bool is_released = false;
+  while ((!is_released || sent_callbacks.load() < 2) &&
+         std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(mutex);
+      is_released = last_buffer.expired();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(is_released);
+  EXPECT_EQ(sent_callbacks.load(), 2);
+}
+
+TEST_F(HttpServerTest, SendsNoSharedBufferForHead) {
+  auto content = std::make_shared<const std::string>(4096, '#');
+  startServer([content](const std::shared_ptr<Exchange>& exchange) {
+    ResponseHead head(200);
+    if (exchange->isHead()) {
+      head.add("X-Test-Head", "1");
+    }
+    exchange->startResponse(std::move(head), content->size());
+    exchange->sendBuffer(content, *content, nullptr);
+    exchange->finish();
+  });
+  Client client(port());
+  client.send("HEAD /blob HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string responses = client.readResponses(2);
+  EXPECT_NE(responses.find("Content-Length: 4096\r\n"), std::string::npos) << responses;
+  // Exactly one body of 4096 bytes: the GET's, none for the HEAD.
+  EXPECT_EQ(std::count(responses.begin(), responses.end(), '#'), 4096) << responses.size();
+  EXPECT_TRUE(responses.ends_with(*content));
 }
 
 TEST_F(HttpServerTest, RunsAbortCallbackWhenClientLeaves) {
