@@ -422,7 +422,8 @@ class ConfigReader {
         node, "storage",
         {"data_dir", "scrub_bytes_per_second", "scrub_interval", "disk_budget_bytes",
          "high_watermark_percent", "low_watermark_percent", "lower_tiers", "promote_after_hits",
-         "space_wait_timeout", "upload_idle_timeout", "gc_interval", "gc_grace_period"}));
+         "space_wait_timeout", "upload_idle_timeout", "gc_interval", "gc_grace_period",
+         "memory_cache_bytes", "memory_cache_max_item_bytes"}));
     bool is_set = false;
     std::string data_dir;
     OUTPOST_RETURN_IF_ERROR(readString(node, "storage", "data_dir", &data_dir, &is_set));
@@ -459,6 +460,7 @@ class ConfigReader {
                                           &storage->promote_after_hits));
     OUTPOST_RETURN_IF_ERROR(
         readDuration(node, "storage", "space_wait_timeout", 1, &storage->space_wait_timeout_ms));
+    OUTPOST_RETURN_IF_ERROR(readMemoryCache(node, storage));
     return readLowerTiers(node.IsDefined() && node.IsMap() ? node["lower_tiers"] : YAML::Node(),
                           storage);
   }
@@ -543,6 +545,24 @@ class ConfigReader {
         }
       }
       storage->lower_tiers.push_back(std::move(tier));
+    }
+    return Status::ok();
+  }
+
+  static Status readMemoryCache(const YAML::Node& node, StorageConfig* storage) {
+    OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "memory_cache_bytes", 0,
+                                          std::numeric_limits<int64_t>::max(),
+                                          &storage->memory_cache_bytes));
+    OUTPOST_RETURN_IF_ERROR(readIntegerAs(node, "storage", "memory_cache_max_item_bytes", 1,
+                                          std::numeric_limits<int64_t>::max(),
+                                          &storage->memory_cache_max_item_bytes));
+    if (storage->memory_cache_bytes > 0 &&
+        storage->memory_cache_max_item_bytes > storage->memory_cache_bytes) {
+      return invalidAt("storage.memory_cache_max_item_bytes",
+                       std::to_string(storage->memory_cache_max_item_bytes) +
+                           " is above storage.memory_cache_bytes (" +
+                           std::to_string(storage->memory_cache_bytes) +
+                           "); lower it, or raise the budget");
     }
     return Status::ok();
   }

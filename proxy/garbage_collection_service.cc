@@ -140,6 +140,9 @@ void GarbageCollectionService::run() {
     lock.unlock();
     // A failed run is logged by the collector; the schedule tries again after the interval.
     Expected<storage::GcReport> report = collector_.collect(request && request->dry_run);
+    if (report && !report->is_dry_run && on_swept_) {
+      on_swept_(*report);
+    }
     lock.lock();
     is_running_ = false;
     next_run = SteadyClock::now() + std::chrono::milliseconds(interval_ms_);

@@ -63,6 +63,11 @@ class GarbageCollectionService {
   void handle(const std::shared_ptr<Exchange>& exchange);
 
   storage::GarbageCollector& collector() { return collector_; }
+  // Sets a function that runs on the service's thread after each run that removed content,
+  // with its report. Call before start().
+  void setOnSwept(std::function<void(const storage::GcReport&)> on_swept) {
+    on_swept_ = std::move(on_swept);
+  }
 
  private:
   struct Request {
@@ -74,6 +79,7 @@ class GarbageCollectionService {
 
   storage::GarbageCollector collector_;
   const int64_t interval_ms_;
+  std::function<void(const storage::GcReport&)> on_swept_;
 
   std::mutex mutex_;
   std::condition_variable wake_;

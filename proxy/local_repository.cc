@@ -9,6 +9,7 @@
 #include "proxy/content_response.h"
 #include "proxy/grammar.h"
 #include "proxy/manifest_check.h"
+#include "proxy/memory_content.h"
 #include "proxy/registry_error.h"
 
 namespace outpost::proxy {
@@ -159,7 +160,7 @@ void LocalRepository::serveManifest(const std::shared_ptr<Exchange>& exchange,
     unknown();
     return;
   }
-  Expected<storage::ManifestRecord> manifest = index.getManifest(*digest);
+  Expected<cache::MemoryItemRef> manifest = readManifest(*context_.memory, index, *digest);
   if (!manifest) {
     log::storage().error(
         "local manifest record missing req={} repo={} name={} digest={} "
@@ -169,7 +170,7 @@ void LocalRepository::serveManifest(const std::shared_ptr<Exchange>& exchange,
     unknown();
     return;
   }
-  respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
+  respondManifestItem(*exchange, *digest, *manifest);
 }
 
 void LocalRepository::putManifest(const std::shared_ptr<Exchange>& exchange, const ImageName& image,
@@ -347,7 +348,9 @@ void LocalRepository::storeManifest(const std::shared_ptr<Exchange>& exchange,
           log::storage().error("manifest not stored repo={} name={} digest={} error=\"{}\"",
                                config_.name, image.name, digest.str(), written.toString());
           failStorage(*outcome, "storing the manifest", written);
+          return;
         }
+        keepManifest(*context_.memory, digest, refs.media_type, std::move(*shared_body));
       },
       [this, exchange, outcome, image, digest, shared_references, tag] {
         if (outcome->status != 0) {
@@ -545,6 +548,10 @@ void LocalRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, const
     unknown();
     return;
   }
+  if (cache::MemoryItemRef item = context_.memory->find(cache::ContentKind::kBlob, digest)) {
+    sendBlobItem(exchange, digest, std::move(item));
+    return;
+  }
   Expected<storage::BlobFile> file = context_.store->openBlob(digest);
   if (!file) {
     log::storage().error(
@@ -554,7 +561,9 @@ void LocalRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, const
     unknown();
     return;
   }
+  uint64_t size = file->size;
   sendBlobFile(exchange, digest, std::move(*file), cache::DiskBudget::Pin());
+  promoteBlob(exchange->loop(), *context_.memory, *context_.store, digest, size);
 }
 
 Status LocalRepository::rollbackTag(std::string_view name, std::string_view tag,

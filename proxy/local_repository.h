@@ -31,6 +31,7 @@
 #include "base/clock.h"
 #include "base/digest.h"
 #include "cache/disk_budget.h"
+#include "cache/memory_tier.h"
 #include "proxy/config.h"
 #include "proxy/content_response.h"
 #include "proxy/http_server.h"
@@ -51,6 +52,7 @@ struct LocalContext {
   Metrics* metrics;
   const Clock* clock;
   storage::GarbageCollector* collector;
+  cache::MemoryTier* memory = nullptr;  // never null once the repository serves
 };
 
 // An image as a request addresses it: `name` within the repository, and `path_name` as the

@@ -149,7 +149,12 @@ int serve(const std::string& config_path, const std::string& log_level_override)
   if (scrubber) {
     service.metrics().setScrubCounters(&scrubber->counters());
     cache::DiskBudget* budget = &service.diskBudget();
-    scrubber->setOnRemoved([budget](const Digest& digest) { budget->forget(digest); });
+    cache::MemoryTier* memory = &service.memoryTier();
+    scrubber->setOnRemoved([budget, memory](const Digest& digest) {
+      budget->forget(digest);
+      // The memory copy was verified when it entered, so this only frees its memory sooner.
+      memory->erase(digest);
+    });
   }
   if (Status status = server.bind(); !status.isOk()) {
     log::proxy().critical("listen failed address={}:{} error=\"{}\"", options.host, options.port,

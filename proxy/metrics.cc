@@ -21,6 +21,16 @@ void appendGauge(std::string& out, std::string_view name, std::string_view help,
                  name, name, value);
 }
 
+// Renders one metric over every tier: its HELP and TYPE once, then a line per tier.
+void appendTierMetric(std::string& out, std::string_view name, std::string_view type,
+                      std::string_view help, const std::vector<CacheTierSample>& tiers,
+                      uint64_t CacheTierSample::*field) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  for (const CacheTierSample& tier : tiers) {
+    fmt::format_to(std::back_inserter(out), "{}{{tier=\"{}\"}} {}\n", name, tier.tier, tier.*field);
+  }
+}
+
 }  // namespace
 
 Metrics::Metrics() {
@@ -177,6 +187,48 @@ void Metrics::appendGcCounters(std::string& out) const {
               gc.running.load());
 }
 
+void Metrics::appendCacheTiers(std::string& out) const {
+  std::vector<CacheTierSample> tiers;
+  if (memory_tier_ != nullptr) {
+    const cache::MemoryTierCounters& counters = memory_tier_->counters();
+    tiers.push_back(CacheTierSample{.tier = "memory",
+                                    .bytes = memory_tier_->bytes(),
+                                    .budget_bytes = memory_tier_->budgetBytes(),
+                                    .entries = memory_tier_->entries(),
+                                    .hits = counters.hits.load(),
+                                    .misses = counters.misses.load(),
+                                    .insertions = counters.insertions.load(),
+                                    .evictions = counters.evictions.load(),
+                                    .promotions = counters.promotions.load()});
+  }
+  if (tiers.empty()) {
+    return;
+  }
+  appendTierMetric(out, "outpost_cache_tier_bytes", "gauge",
+                   "Bytes a cache tier holds. The memory tier adds an estimate of its "
+                   "bookkeeping per item.",
+                   tiers, &CacheTierSample::bytes);
+  appendTierMetric(out, "outpost_cache_tier_budget_bytes", "gauge",
+                   "Byte budget of a cache tier; 0 means the tier is off.", tiers,
+                   &CacheTierSample::budget_bytes);
+  appendTierMetric(out, "outpost_cache_tier_entries", "gauge", "Items a cache tier holds.", tiers,
+                   &CacheTierSample::entries);
+  appendTierMetric(out, "outpost_cache_tier_hits_total", "counter",
+                   "Lookups that found the item in a cache tier.", tiers, &CacheTierSample::hits);
+  appendTierMetric(out, "outpost_cache_tier_misses_total", "counter",
+                   "Lookups that did not find the item in a cache tier.", tiers,
+                   &CacheTierSample::misses);
+  appendTierMetric(out, "outpost_cache_tier_insertions_total", "counter",
+                   "Items added to a cache tier, promotions included.", tiers,
+                   &CacheTierSample::insertions);
+  appendTierMetric(out, "outpost_cache_tier_evictions_total", "counter",
+                   "Items removed from a cache tier to make room.", tiers,
+                   &CacheTierSample::evictions);
+  appendTierMetric(out, "outpost_cache_tier_promotions_total", "counter",
+                   "Items added to a cache tier after a read from the tier below it.", tiers,
+                   &CacheTierSample::promotions);
+}
+
 std::string Metrics::render(const ServerCounters& server) const {
   std::string out;
   out.reserve(8192);
@@ -222,6 +274,7 @@ std::string Metrics::render(const ServerCounters& server) const {
 
   appendScrubCounters(out);
   appendDiskBudget(out);
+  appendCacheTiers(out);
   appendGcCounters(out);
 
   out.append("# HELP outpost_upstream_requests_total Requests sent to upstream registries.\n");

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cache/disk_budget.h"
+#include "cache/memory_tier.h"
 #include "proxy/http_server.h"
 #include "storage/garbage_collector.h"
 #include "storage/scrubber.h"
@@ -33,6 +34,19 @@ enum class Route : uint8_t {
   kOther
 };
 inline constexpr size_t kRouteCount = 11;
+
+// The state of one cache tier, rendered as the outpost_cache_tier_* metrics with a `tier` label.
+struct CacheTierSample {
+  std::string_view tier;
+  uint64_t bytes = 0;
+  uint64_t budget_bytes = 0;
+  uint64_t entries = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t insertions = 0;
+  uint64_t evictions = 0;
+  uint64_t promotions = 0;
+};
 
 // Counters of one remote repository.
 struct RemoteCounters {
@@ -66,6 +80,8 @@ class Metrics {
   void setDiskBudget(const cache::DiskBudget* budget) { disk_budget_ = budget; }
   // Adds the garbage collection's counters to render(). `counters` must outlive this object.
   void setGcCounters(const storage::GcCounters* counters) { gc_counters_ = counters; }
+  // Adds the memory tier as tier="memory" to render(). `tier` must outlive this object.
+  void setMemoryTier(const cache::MemoryTier* tier) { memory_tier_ = tier; }
 
   // Renders every counter, with the server's connection and byte counters.
   std::string render(const ServerCounters& server) const;
@@ -95,12 +111,14 @@ class Metrics {
   void appendCacheTiers(std::string& out) const;
   void appendDiskBudget(std::string& out) const;
   void appendGcCounters(std::string& out) const;
+  void appendCacheTiers(std::string& out) const;
 
   std::array<std::array<std::atomic<uint64_t>, kStatuses.size() + 1>, kRouteCount> requests_{};
   std::vector<std::unique_ptr<RemoteCounters>> remotes_;
   const storage::ScrubCounters* scrub_counters_ = nullptr;
   const cache::DiskBudget* disk_budget_ = nullptr;
   const storage::GcCounters* gc_counters_ = nullptr;
+  const cache::MemoryTier* memory_tier_ = nullptr;
 };
 
 }  // namespace outpost::proxy

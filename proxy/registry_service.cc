@@ -62,6 +62,9 @@ RegistryService::RegistryService(const Config& config, storage::BlobStore& store
       index_(index),
       clock_(clock),
       disk_budget_(index, store, clock, diskBudgetOptions(config.storage)),
+      memory_tier_(
+          cache::MemoryTierOptions{.budget_bytes = config.storage.memory_cache_bytes,
+                                   .max_item_bytes = config.storage.memory_cache_max_item_bytes}),
       garbage_collection_(index, store, clock, config.storage.gc_interval_ms,
                           config.storage.gc_grace_period_ms),
       router_(config),
@@ -69,13 +72,25 @@ RegistryService::RegistryService(const Config& config, storage::BlobStore& store
       tag_admin_(config, index, clock, locals_) {
   metrics_.setDiskBudget(&disk_budget_);
   metrics_.setGcCounters(&garbage_collection_.collector().counters());
+  metrics_.setMemoryTier(&memory_tier_);
+  // Swept content can no longer be served through a local repository, so its memory copies go.
+  garbage_collection_.setOnSwept([this](const storage::GcReport& report) {
+    for (const Digest& digest : report.removed_blobs) {
+      memory_tier_.erase(digest);
+    }
+    for (const Digest& digest : report.removed_manifests) {
+      memory_tier_.erase(digest);
+    }
+  });
   RemoteContext context{&store_,  &index_,          &fills_,          &disk_budget_,
                         &metrics_, &clock_, config_.upstream, loop_count};
+  context.memory = &memory_tier_;
   for (const RemoteConfig& remote : config_.remotes) {
     remotes_.push_back(std::make_unique<RemoteRepository>(remote, context));
   }
   LocalContext local_context{&store_, &index_, &uploads_, &disk_budget_, &metrics_, &clock_};
   local_context.collector = &garbage_collection_.collector();
+  local_context.memory = &memory_tier_;
   for (const LocalConfig& local : config_.locals) {
     locals_.push_back(std::make_unique<LocalRepository>(local, local_context));
     locals_.back()->setMountSourceCheck([this](std::string_view from, const Digest& digest) {

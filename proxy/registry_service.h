@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "cache/disk_budget.h"
 #include "cache/fill_registry.h"
+#include "cache/memory_tier.h"
 #include "proxy/config.h"
 #include "proxy/event_loop.h"
 #include "proxy/garbage_collection_service.h"
@@ -57,6 +58,8 @@ class RegistryService {
   Metrics& metrics() { return metrics_; }
   // Keeps the data folder within storage.disk_budget_bytes. The caller starts and stops it.
   cache::DiskBudget& diskBudget() { return disk_budget_; }
+  // Manifests and small blobs kept in memory (storage.memory_cache_bytes).
+  cache::MemoryTier& memoryTier() { return memory_tier_; }
   // Garbage collection of local repository content. The caller starts and stops it.
   GarbageCollectionService& garbageCollection() { return garbage_collection_; }
 
@@ -96,6 +99,7 @@ class RegistryService {
   Metrics metrics_;
   cache::FillRegistry fills_;
   cache::DiskBudget disk_budget_;
+  cache::MemoryTier memory_tier_;
   GarbageCollectionService garbage_collection_;
   RepositoryRouter router_;
   storage::UploadStore& uploads_;

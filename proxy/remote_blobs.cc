@@ -1,10 +1,12 @@
-// The blob half of RemoteRepository: serving committed blobs with sendfile, downloading a
-// missing blob once into a BlobFill, and streaming that fill to every waiting client.
+// The blob half of RemoteRepository: serving blobs from the memory tier, or from their committed
+// files with sendfile, downloading a missing blob once into a BlobFill, and streaming that fill
+// to every waiting client.
 #include <charconv>
 
 #include "base/log.h"
 #include "proxy/blocking_work.h"
 #include "proxy/content_response.h"
+#include "proxy/memory_content.h"
 #include "proxy/registry_error.h"
 #include "proxy/remote_repository.h"
 
@@ -140,6 +142,9 @@ class BlobDownload final : public UpstreamHandler {
 
   void onHead(const UpstreamResponse& response) override {
     status_ = response.status;
+    if (status_ == 200) {
+      startMemoryCopy(response.content_length);
+    }
     if (status_ == 200 && response.content_length) {
       fill_->setTotalSize(*response.content_length);
       // Counted toward the disk budget until this download ends, so that room is made while
@@ -159,6 +164,7 @@ class BlobDownload final : public UpstreamHandler {
       return Status::ok();  // an error body; the status decides
     }
     remote_.counters_.upstream_bytes.fetch_add(chunk.size(), std::memory_order_relaxed);
+    copyToMemory(chunk);
     return fill_->append(chunk);
   }
 
@@ -205,6 +211,7 @@ class BlobDownload final : public UpstreamHandler {
             remote_.context_.metrics->fills_completed.fetch_add(1, std::memory_order_relaxed);
             log::cache().debug("blob stored digest={} bytes={}", fill_->digest().str(),
                                fill_->snapshot().written);
+            keepMemoryCopy();
           } else {
             // The bytes were verified, so readers still finish; only the cache entry is lost.
             remote_.context_.metrics->fills_failed.fetch_add(1, std::memory_order_relaxed);
@@ -214,6 +221,40 @@ class BlobDownload final : public UpstreamHandler {
           remote_.context_.fills->remove(fill_);
           delete this;
         });
+  }
+
+  // A blob small enough for the memory tier is copied as it arrives, and kept once verified and
+  // committed, so that filling the tier never reads the file back.
+  // NOTE: the copies of downloads in progress are not counted in the memory budget. Each is at
+  // most storage.memory_cache_max_item_bytes.
+  void startMemoryCopy(std::optional<uint64_t> content_length) {
+    cache::MemoryTier& memory = *remote_.context_.memory;
+    is_copying_ = content_length ? memory.admits(*content_length) : memory.isEnabled();
+    if (is_copying_ && content_length) {
+      memory_copy_.reserve(*content_length);
+    }
+  }
+
+  void copyToMemory(std::string_view chunk) {
+    if (!is_copying_) {
+      return;
+    }
+    if (!remote_.context_.memory->admits(memory_copy_.size() + chunk.size())) {
+      is_copying_ = false;
+      std::string().swap(memory_copy_);
+      return;
+    }
+    memory_copy_.append(chunk);
+  }
+
+  void keepMemoryCopy() {
+    if (!is_copying_ || memory_copy_.size() != fill_->snapshot().written) {
+      return;
+    }
+    remote_.context_.memory->insert(cache::ContentKind::kBlob, fill_->digest(),
+                                    std::make_shared<const cache::MemoryItem>(
+                                        cache::MemoryItem{std::move(memory_copy_), std::string()}),
+                                    cache::InsertOrigin::kFill);
   }
 
   void finishFailed(const Status& status) {
@@ -233,10 +274,19 @@ class BlobDownload final : public UpstreamHandler {
   std::unique_ptr<UpstreamCall> call_;
   int status_ = 0;
   cache::DiskBudget::Reservation reservation_;
+  bool is_copying_ = false;
+  std::string memory_copy_;
 };
 
 void RemoteRepository::serveBlob(const std::shared_ptr<Exchange>& exchange, std::string name,
                                  Digest digest, MissHandler on_miss) {
+  if (cache::MemoryItemRef item = context_.memory->find(cache::ContentKind::kBlob, digest)) {
+    exchange->setOutcome(CacheOutcome::kHit);
+    context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
+    touchDiskCopy(digest, item->bytes.size());
+    sendBlobItem(exchange, digest, std::move(item));
+    return;
+  }
   Expected<storage::BlobFile> file = context_.store->openBlob(digest);
   if (file) {
     exchange->setOutcome(CacheOutcome::kHit);
@@ -300,9 +350,21 @@ void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
   context_.disk_budget->recordAccess(digest, file.size, file.tier,
                                      exchange->isHead() ? cache::DiskBudget::AccessKind::kHead
                                                         : cache::DiskBudget::AccessKind::kRead);
+  uint64_t size = file.size;
   // Pinned, so that the disk budget does not choose the blob while it is sent.
   cache::DiskBudget::Pin pin = context_.disk_budget->pin(digest, file.tier);
   sendBlobFile(exchange, digest, std::move(file), std::move(pin));
+  promoteBlob(exchange->loop(), *context_.memory, *context_.store, digest, size);
+}
+
+void RemoteRepository::touchDiskCopy(const Digest& digest, uint64_t size) {
+  context_.index->touchBlob(digest, context_.clock->nowMs());
+  // Only a blob that the disk budget still counts in the first tier is touched: recording an
+  // access for a file that was evicted meanwhile would count it again. The pin keeps it counted
+  // until then. A copy in a lower tier is left to age, since memory serves it.
+  if (cache::DiskBudget::Pin pin = context_.disk_budget->pin(digest); pin.isPinned()) {
+    context_.disk_budget->recordAccess(digest, size);
+  }
 }
 
 void RemoteRepository::serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange,

@@ -13,6 +13,7 @@
 #include "proxy/grammar.h"
 #include "proxy/manifest_check.h"
 #include "proxy/media_types.h"
+#include "proxy/memory_content.h"
 #include "proxy/registry_error.h"
 
 namespace outpost::proxy {
@@ -329,19 +330,30 @@ void RemoteRepository::serveManifest(const std::shared_ptr<Exchange>& exchange, 
   serveManifestByTag(exchange, name, reference, on_miss);
 }
 
+Expected<RemoteRepository::StoredManifest> RemoteRepository::loadManifest(
+    std::string_view digest_text) const {
+  OUTPOST_ASSIGN_OR_RETURN(Digest digest, Digest::parse(digest_text));
+  OUTPOST_ASSIGN_OR_RETURN(cache::MemoryItemRef item,
+                           readManifest(*context_.memory, *context_.index, digest));
+  return StoredManifest{std::move(digest), std::move(item)};
+}
+
 void RemoteRepository::serveManifestByDigest(const std::shared_ptr<Exchange>& exchange,
                                              const std::string& name, const Digest& digest,
                                              const MissHandler& on_miss) {
-  Expected<storage::ManifestRecord> manifest = context_.index->getManifest(digest);
-  if (manifest && context_.index->hasLink(config_.name, digest)) {
-    exchange->setOutcome(CacheOutcome::kHit);
-    context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
-    respondManifest(*exchange, digest, manifest->media_type, manifest->body);
-    return;
-  }
-  if (!manifest && manifest.status().code() != StatusCode::kNotFound) {
-    log::storage().error("manifest read failed req={} digest={} error=\"{}\"",
-                         exchange->requestId(), digest.str(), manifest.status().toString());
+  if (context_.index->hasLink(config_.name, digest)) {
+    Expected<cache::MemoryItemRef> manifest =
+        readManifest(*context_.memory, *context_.index, digest);
+    if (manifest) {
+      exchange->setOutcome(CacheOutcome::kHit);
+      context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
+      respondManifestItem(*exchange, digest, *manifest);
+      return;
+    }
+    if (manifest.status().code() != StatusCode::kNotFound) {
+      log::storage().error("manifest read failed req={} digest={} error=\"{}\"",
+                           exchange->requestId(), digest.str(), manifest.status().toString());
+    }
   }
   fetchManifest(exchange, name, digest.str(), "", on_miss);
 }
@@ -352,14 +364,11 @@ void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& excha
   // A pinned tag is served at its pinned digest, without revalidation.
   // NOTE: the pinned manifest is served whatever the client's Accept names.
   if (Expected<storage::TagRecord> pinned = context_.index->getPinnedTag(config_.name, name, tag)) {
-    Expected<Digest> digest = Digest::parse(pinned->digest);
-    Expected<storage::ManifestRecord> manifest =
-        digest ? context_.index->getManifest(*digest)
-               : Expected<storage::ManifestRecord>(digest.status());
+    Expected<StoredManifest> manifest = loadManifest(pinned->digest);
     if (manifest) {
       exchange->setOutcome(CacheOutcome::kHit);
       context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
-      respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
+      respondManifestItem(*exchange, manifest->digest, manifest->item);
       return;
     }
     log::storage().error("pinned manifest missing req={} remote={} name={} tag={} digest={}",
@@ -371,14 +380,11 @@ void RemoteRepository::serveManifestByTag(const std::shared_ptr<Exchange>& excha
   if (cached && isServable(accept, cached->media_type)) {
     int64_t age_ms = context_.clock->nowMs() - cached->confirmed_ms;
     if (age_ms < config_.tag_ttl_ms) {
-      Expected<Digest> digest = Digest::parse(cached->digest);
-      Expected<storage::ManifestRecord> manifest =
-          digest ? context_.index->getManifest(*digest)
-                 : Expected<storage::ManifestRecord>(digest.status());
+      Expected<StoredManifest> manifest = loadManifest(cached->digest);
       if (manifest) {
         exchange->setOutcome(CacheOutcome::kHit);
         context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
-        respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
+        respondManifestItem(*exchange, manifest->digest, manifest->item);
         return;
       }
     } else {
@@ -494,15 +500,17 @@ void RemoteRepository::completeManifestFetch(const std::string& key, const std::
   // Store, then respond to every waiter, so that a request arriving afterwards finds the
   // index filled.
   storage::Index* index = context_.index;
+  cache::MemoryTier* memory = context_.memory;
   int64_t now_ms = context_.clock->nowMs();
   std::string remote = config_.name;
   std::string store_tag_as = is_digest_reference ? std::string() : tag_record_key;
   runBlocking(
       loop.uv(),
-      [index, result, remote, name, reference, store_tag_as, now_ms] {
+      [index, memory, result, remote, name, reference, store_tag_as, now_ms] {
         Status status = index->putManifest(
             *result->digest, storage::ManifestRecord{result->media_type, result->body, now_ms});
         if (status.isOk()) {
+          keepManifest(*memory, *result->digest, result->media_type, result->body);
           storage::Index::Batch batch;
           batch.putLink(remote, *result->digest);
           // Kept so that the referrers API can serve it from the cache.
@@ -545,10 +553,7 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
                                      const TagView& view, const storage::TagRecord& cached,
                                      const MissHandler& on_miss) {
   auto serve_cached = [this, exchange, cached, on_miss](CacheOutcome outcome) {
-    Expected<Digest> digest = Digest::parse(cached.digest);
-    Expected<storage::ManifestRecord> manifest =
-        digest ? context_.index->getManifest(*digest)
-               : Expected<storage::ManifestRecord>(digest.status());
+    Expected<StoredManifest> manifest = loadManifest(cached.digest);
     if (!manifest) {
       failRead(*exchange, on_miss, notFound("cached manifest is missing; try again"),
                error_code::kManifestUnknown);
@@ -560,7 +565,7 @@ void RemoteRepository::revalidateTag(const std::shared_ptr<Exchange>& exchange,
     } else {
       context_.metrics->cache_hits.fetch_add(1, std::memory_order_relaxed);
     }
-    respondManifest(*exchange, *digest, manifest->media_type, manifest->body);
+    respondManifestItem(*exchange, manifest->digest, manifest->item);
   };
 
   if (isMarkedDown()) {

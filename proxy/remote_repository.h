@@ -27,6 +27,7 @@
 #include "base/digest.h"
 #include "cache/disk_budget.h"
 #include "cache/fill_registry.h"
+#include "cache/memory_tier.h"
 #include "cache/single_flight.h"
 #include "proxy/config.h"
 #include "proxy/content_response.h"
@@ -58,6 +59,7 @@ struct RemoteContext {
   const Clock* clock;
   UpstreamConfig upstream;
   size_t loop_count;
+  cache::MemoryTier* memory = nullptr;  // never null once the remote serves
 };
 
 class RemoteRepository {
@@ -120,6 +122,12 @@ class RemoteRepository {
                               std::string_view request_id) const;
 
   // Manifests.
+  struct StoredManifest {
+    Digest digest;
+    cache::MemoryItemRef item;
+  };
+  // Returns the manifest named by `digest_text` from the memory tier or the index.
+  Expected<StoredManifest> loadManifest(std::string_view digest_text) const;
   void serveManifestByDigest(const std::shared_ptr<Exchange>& exchange, const std::string& name,
                              const Digest& digest, const MissHandler& on_miss);
   void serveManifestByTag(const std::shared_ptr<Exchange>& exchange, const std::string& name,
@@ -144,6 +152,9 @@ class RemoteRepository {
   // Blobs.
   void serveBlobFile(const std::shared_ptr<Exchange>& exchange, const Digest& digest,
                      storage::BlobFile file);
+  // Records a memory hit of a blob as an access of its disk copy, so that the disk budget
+  // does not see a blob as unused while the memory tier serves it.
+  void touchDiskCopy(const Digest& digest, uint64_t size);
   void serveBlobHeadFromUpstream(const std::shared_ptr<Exchange>& exchange, const std::string& name,
                                  const Digest& digest, const MissHandler& on_miss);
   void startBlobDownload(EventLoop& loop, const std::string& name,

@@ -40,9 +40,10 @@ class DiskBudgetTest : public ::testing::Test {
       digests_.push_back(std::move(digest));
     }
     OutpostOptions options = optionsForUpstream(upstream_.url(), upstream_.hostPort());
+    // The memory tier is off, so that every hit reads the disk tier under test.
     options.storage_yaml = "  disk_budget_bytes: " + std::to_string(kBudgetBytes) +
-                           "\n  high_watermark_percent: 90\n  low_watermark_percent: 50\n" +
-                           extraStorageYaml();
+                           "\n  high_watermark_percent: 90\n  low_watermark_percent: 50\n"
+                           "  memory_cache_bytes: 0\n" + extraStorageYaml();
     OUTPOST_ASSERT_OK_AND_ASSIGN(outpost_, OutpostServer::start(options));
   }
 

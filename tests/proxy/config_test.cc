@@ -77,6 +77,8 @@ TEST(ConfigTest, DefaultsWithMinimalConfig) {
   EXPECT_EQ(config->storage.scrub_interval_ms, 86400000);
   EXPECT_EQ(config->storage.gc_interval_ms, 0);
   EXPECT_EQ(config->storage.gc_grace_period_ms, 3600000);
+  EXPECT_EQ(config->storage.memory_cache_bytes, 268435456u);
+  EXPECT_EQ(config->storage.memory_cache_max_item_bytes, 32768u);
   EXPECT_EQ(config->log.level, "info");
   EXPECT_EQ(config->default_repository, "hub");
 
@@ -129,6 +131,8 @@ storage:
       budget_bytes: 2000000
   promote_after_hits: 3
   space_wait_timeout: 5s
+  memory_cache_bytes: 67108864
+  memory_cache_max_item_bytes: 65536
 log:
   level: debug
 default_repository: second
@@ -181,6 +185,8 @@ remotes:
   EXPECT_EQ(config->storage.lower_tiers[1].high_watermark_percent, 90u);
   EXPECT_EQ(config->storage.promote_after_hits, 3u);
   EXPECT_EQ(config->storage.space_wait_timeout_ms, 5000);
+  EXPECT_EQ(config->storage.memory_cache_bytes, 67108864u);
+  EXPECT_EQ(config->storage.memory_cache_max_item_bytes, 65536u);
   EXPECT_EQ(config->log.level, "debug");
   EXPECT_EQ(config->default_repository, "second");
 
@@ -398,6 +404,27 @@ TEST(ConfigTest, RejectsInvalidValues) {
        "storage.promote_after_hits:"},
       {"space wait zero", withRemote("storage:\n  space_wait_timeout: 0s\n"),
        "storage.space_wait_timeout:"},
+      {"negative memory cache", withRemote("storage:\n  memory_cache_bytes: -1\n"),
+       R"(storage.memory_cache_bytes: "-1" is not a whole number from 0)"},
+      {"memory cache with unit", withRemote("storage:\n  memory_cache_bytes: 256MiB\n"),
+       R"(storage.memory_cache_bytes: "256MiB" is not a whole number)"},
+      {"memory cache not a number", withRemote("storage:\n  memory_cache_bytes: lots\n"),
+       R"(storage.memory_cache_bytes: "lots" is not a whole number)"},
+      {"memory item size zero", withRemote("storage:\n  memory_cache_max_item_bytes: 0\n"),
+       R"(storage.memory_cache_max_item_bytes: "0" is not a whole number from 1)"},
+      {"negative memory item size", withRemote("storage:\n  memory_cache_max_item_bytes: -4096\n"),
+       R"(storage.memory_cache_max_item_bytes: "-4096" is not a whole number from 1)"},
+      {"memory item size fractional", withRemote("storage:\n  memory_cache_max_item_bytes: 1.5\n"),
+       R"(storage.memory_cache_max_item_bytes: "1.5" is not a whole number)"},
+      {"memory item above budget",
+       withRemote("storage:\n  memory_cache_bytes: 1048576\n"
+                  "  memory_cache_max_item_bytes: 1048577\n"),
+       "storage.memory_cache_max_item_bytes: 1048577 is above storage.memory_cache_bytes "
+       "(1048576); lower it, or raise the budget"},
+      {"default memory item above small budget",
+       withRemote("storage:\n  memory_cache_bytes: 16384\n"),
+       "storage.memory_cache_max_item_bytes: 32768 is above storage.memory_cache_bytes "
+       "(16384)"},
       {"unknown log level", withRemote("log:\n  level: verbose\n"),
        R"(log.level: "verbose" is not a log level)"},
 
@@ -552,6 +579,14 @@ TEST(ConfigTest, RejectsInvalidValues) {
         << "message: " << config.status().message()
         << "\nexpected start: " << test_case.expected_message_start;
   }
+}
+
+TEST(ConfigTest, AcceptsAnyItemSizeWithMemoryTierOff) {
+  const Expected<Config> config = parse(
+      withRemote("storage:\n  memory_cache_bytes: 0\n  memory_cache_max_item_bytes: 1073741824\n"));
+  ASSERT_TRUE(config.hasValue()) << config.status().toString();
+  EXPECT_EQ(config->storage.memory_cache_bytes, 0u);
+  EXPECT_EQ(config->storage.memory_cache_max_item_bytes, 1073741824u);
 }
 
 TEST(ConfigTest, ReadsLocalRepositories) {
@@ -1016,6 +1051,9 @@ TEST(ConfigTest, ShippedConfigStatesDefaults) {
   EXPECT_EQ(shipped->storage.disk_budget_bytes, defaults->storage.disk_budget_bytes);
   EXPECT_EQ(shipped->storage.high_watermark_percent, defaults->storage.high_watermark_percent);
   EXPECT_EQ(shipped->storage.low_watermark_percent, defaults->storage.low_watermark_percent);
+  EXPECT_EQ(shipped->storage.memory_cache_bytes, defaults->storage.memory_cache_bytes);
+  EXPECT_EQ(shipped->storage.memory_cache_max_item_bytes,
+            defaults->storage.memory_cache_max_item_bytes);
   EXPECT_EQ(shipped->storage.upload_idle_timeout_ms, defaults->storage.upload_idle_timeout_ms);
   EXPECT_EQ(shipped->storage.gc_interval_ms, defaults->storage.gc_interval_ms);
   EXPECT_EQ(shipped->storage.gc_grace_period_ms, defaults->storage.gc_grace_period_ms);

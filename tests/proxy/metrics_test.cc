@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,50 @@ TEST(MetricsTest, CountsConflictStatus) {
   EXPECT_NE(text.find("outpost_requests_total{route=\"admin\",status=\"409\"} 1\n"),
             std::string::npos)
       << text;
+}
+
+TEST(MetricsTest, RendersMemoryTier) {
+  cache::MemoryTier tier(
+      cache::MemoryTierOptions{.budget_bytes = 1u << 20, .max_item_bytes = 4096});
+  Digest digest = sha256Of("blob");
+  ASSERT_TRUE(tier.insert(
+      cache::ContentKind::kBlob, digest,
+      std::make_shared<const cache::MemoryItem>(cache::MemoryItem{std::string(1000, 'x'), ""}),
+      cache::InsertOrigin::kPromotion));
+  ASSERT_NE(tier.find(cache::ContentKind::kBlob, digest), nullptr);
+  ASSERT_EQ(tier.find(cache::ContentKind::kBlob, sha256Of("other")), nullptr);
+  Metrics metrics;
+  metrics.setMemoryTier(&tier);
+  ServerCounters server;
+
+  const std::string text = metrics.render(server);
+
+  const uint64_t charged = cache::MemoryTier::chargeOf(1000, 0);
+  const std::vector<MetricLine> lines = {
+      {"bytes", "\noutpost_cache_tier_bytes{tier=\"memory\"} " + std::to_string(charged) + "\n"},
+      {"budget", "\noutpost_cache_tier_budget_bytes{tier=\"memory\"} 1048576\n"},
+      {"entries", "\noutpost_cache_tier_entries{tier=\"memory\"} 1\n"},
+      {"hits", "\noutpost_cache_tier_hits_total{tier=\"memory\"} 1\n"},
+      {"misses", "\noutpost_cache_tier_misses_total{tier=\"memory\"} 1\n"},
+      {"insertions", "\noutpost_cache_tier_insertions_total{tier=\"memory\"} 1\n"},
+      {"evictions", "\noutpost_cache_tier_evictions_total{tier=\"memory\"} 0\n"},
+      {"promotions", "\noutpost_cache_tier_promotions_total{tier=\"memory\"} 1\n"},
+      {"gauge type", "\n# TYPE outpost_cache_tier_bytes gauge\n"},
+      {"counter type", "\n# TYPE outpost_cache_tier_hits_total counter\n"},
+  };
+  for (const MetricLine& line : lines) {
+    SCOPED_TRACE(line.name);
+    EXPECT_NE(text.find(line.expected_line), std::string::npos) << text;
+  }
+}
+
+TEST(MetricsTest, OmitsCacheTiersWhenNoneSet) {
+  Metrics metrics;
+  ServerCounters server;
+
+  const std::string text = metrics.render(server);
+
+  EXPECT_EQ(text.find("outpost_cache_tier_"), std::string::npos) << text;
 }
 
 }  // namespace
