@@ -142,8 +142,8 @@ void DiskBudget::recordAccess(const Digest& digest, uint64_t size_bytes, uint32_
                       digest.str(), size_bytes, tier, status.toString());
     return;
   }
-  if (kind == AccessKind::kHead) {
-    return;  // a HEAD reads no bytes: it keeps the blob recent but is no hit
+  if (kind == AccessKind::kRefresh) {
+    return;  // no bytes read from this tier: recent, but no hit
   }
   state.counters.hits.fetch_add(1, std::memory_order_relaxed);
   if (tier > 0 && options_.promote_after_hits > 0) {

@@ -189,7 +189,9 @@ class DiskBudget {
 
   enum class AccessKind {
     kRead,  // a GET, whole or a range
-    kHead,  // keeps the blob recent, but is no hit and does not count toward a promotion
+    // A HEAD, or a read served from the memory tier: keeps the blob recent, but is no disk hit
+    // and does not count toward a promotion.
+    kRefresh,
   };
   // Records that `digest`, of `size_bytes`, was read now from `tier` (BlobFile::tier), counting a
   // hit there and, on a lower tier, toward its promotion. Wakes the thread when the usage crosses

@@ -31,6 +31,25 @@ void appendTierMetric(std::string& out, std::string_view name, std::string_view 
   }
 }
 
+// The same for a metric that only some kinds of tier have; nothing when no tier has it.
+void appendTierMetric(std::string& out, std::string_view name, std::string_view type,
+                      std::string_view help, const std::vector<CacheTierSample>& tiers,
+                      std::optional<uint64_t> CacheTierSample::*field) {
+  bool is_header_sent = false;
+  for (const CacheTierSample& tier : tiers) {
+    if (!(tier.*field)) {
+      continue;
+    }
+    if (!is_header_sent) {
+      fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
+                     type);
+      is_header_sent = true;
+    }
+    fmt::format_to(std::back_inserter(out), "{}{{tier=\"{}\"}} {}\n", name, tier.tier,
+                   *(tier.*field));
+  }
+}
+
 }  // namespace
 
 Metrics::Metrics() {
@@ -77,73 +96,6 @@ void Metrics::appendScrubCounters(std::string& out) const {
                 scrub.passes_completed.load());
 }
 
-std::vector<Metrics::TierRow> Metrics::cacheTierRows() const {
-  std::vector<TierRow> rows;
-  if (disk_budget_ == nullptr || !disk_budget_->isEnabled()) {
-    return rows;  // without a budget, usage is not tracked
-  }
-  for (uint32_t tier = 0; tier < disk_budget_->tierCount(); ++tier) {
-    const cache::DiskTierCounters& counters = disk_budget_->tierCounters(tier);
-    rows.push_back(TierRow{.tier = "disk" + std::to_string(tier),
-                           .bytes = disk_budget_->tierBytesUsed(tier),
-                           .budget_bytes = disk_budget_->tierBudgetBytes(tier),
-                           .entries = disk_budget_->tierEntries(tier),
-                           .hits = counters.hits.load(),
-                           .promotions = counters.promotions.load(),
-                           .demotions = counters.demotions.load(),
-                           .evictions = counters.evictions.load(),
-                           .evicted_bytes = counters.evicted_bytes.load(),
-                           .failures = counters.failures.load(),
-                           .corrupt_removed = counters.corrupt_removed.load()});
-  }
-  return rows;
-}
-
-void Metrics::appendCacheTiers(std::string& out) const {
-  std::vector<TierRow> rows = cacheTierRows();
-  if (rows.empty()) {
-    return;
-  }
-  struct Family {
-    std::string_view name;
-    std::string_view type;
-    std::string_view help;
-    uint64_t TierRow::*field;
-  };
-  static constexpr Family kFamilies[] = {
-      {"outpost_cache_tier_bytes", "gauge", "Bytes of the blobs a cache tier holds.",
-       &TierRow::bytes},
-      {"outpost_cache_tier_budget_bytes", "gauge", "Byte budget of a cache tier.",
-       &TierRow::budget_bytes},
-      {"outpost_cache_tier_entries", "gauge", "Blobs a cache tier holds.", &TierRow::entries},
-      {"outpost_cache_tier_hits_total", "counter", "Reads served from a cache tier.",
-       &TierRow::hits},
-      {"outpost_cache_tier_promotions_total", "counter",
-       "Blobs moved into a cache tier from a lower one.", &TierRow::promotions},
-      {"outpost_cache_tier_demotions_total", "counter",
-       "Blobs moved from a cache tier to the next one.", &TierRow::demotions},
-      {"outpost_cache_tier_evictions_total", "counter",
-       "Blobs removed from the cache because their tier, the last, was over its budget.",
-       &TierRow::evictions},
-      {"outpost_cache_tier_evicted_bytes_total", "counter", "Bytes of the blobs evicted.",
-       &TierRow::evicted_bytes},
-      {"outpost_cache_tier_failures_total", "counter",
-       "Moves and evictions of a cache tier that failed on the index or a file.",
-       &TierRow::failures},
-      {"outpost_cache_tier_corrupt_removed_total", "counter",
-       "Blobs removed because their bytes failed the digest check during a move.",
-       &TierRow::corrupt_removed},
-  };
-  for (const Family& family : kFamilies) {
-    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", family.name,
-                   family.help, family.name, family.type);
-    for (const TierRow& row : rows) {
-      fmt::format_to(std::back_inserter(out), "{}{{tier=\"{}\"}} {}\n", family.name, row.tier,
-                     row.*family.field);
-    }
-  }
-}
-
 void Metrics::appendDiskBudget(std::string& out) const {
   if (disk_budget_ == nullptr) {
     return;
@@ -165,7 +117,6 @@ void Metrics::appendDiskBudget(std::string& out) const {
   appendCounter(out, "outpost_cache_space_wait_timeouts_total",
                 "Downloads that failed after waiting for room in the data folder.",
                 counters.space_wait_timeouts.load());
-  appendCacheTiers(out);
 }
 
 void Metrics::appendGcCounters(std::string& out) const {
@@ -187,7 +138,7 @@ void Metrics::appendGcCounters(std::string& out) const {
               gc.running.load());
 }
 
-void Metrics::appendCacheTiers(std::string& out) const {
+std::vector<CacheTierSample> Metrics::cacheTierSamples() const {
   std::vector<CacheTierSample> tiers;
   if (memory_tier_ != nullptr) {
     const cache::MemoryTierCounters& counters = memory_tier_->counters();
@@ -196,11 +147,32 @@ void Metrics::appendCacheTiers(std::string& out) const {
                                     .budget_bytes = memory_tier_->budgetBytes(),
                                     .entries = memory_tier_->entries(),
                                     .hits = counters.hits.load(),
-                                    .misses = counters.misses.load(),
-                                    .insertions = counters.insertions.load(),
                                     .evictions = counters.evictions.load(),
-                                    .promotions = counters.promotions.load()});
+                                    .promotions = counters.promotions.load(),
+                                    .misses = counters.misses.load(),
+                                    .insertions = counters.insertions.load()});
   }
+  if (disk_budget_ != nullptr && disk_budget_->isEnabled()) {
+    for (uint32_t tier = 0; tier < disk_budget_->tierCount(); ++tier) {
+      const cache::DiskTierCounters& counters = disk_budget_->tierCounters(tier);
+      tiers.push_back(CacheTierSample{.tier = "disk" + std::to_string(tier),
+                                      .bytes = disk_budget_->tierBytesUsed(tier),
+                                      .budget_bytes = disk_budget_->tierBudgetBytes(tier),
+                                      .entries = disk_budget_->tierEntries(tier),
+                                      .hits = counters.hits.load(),
+                                      .evictions = counters.evictions.load(),
+                                      .promotions = counters.promotions.load(),
+                                      .demotions = counters.demotions.load(),
+                                      .evicted_bytes = counters.evicted_bytes.load(),
+                                      .failures = counters.failures.load(),
+                                      .corrupt_removed = counters.corrupt_removed.load()});
+    }
+  }
+  return tiers;
+}
+
+void Metrics::appendCacheTiers(std::string& out) const {
+  std::vector<CacheTierSample> tiers = cacheTierSamples();
   if (tiers.empty()) {
     return;
   }
@@ -214,7 +186,8 @@ void Metrics::appendCacheTiers(std::string& out) const {
   appendTierMetric(out, "outpost_cache_tier_entries", "gauge", "Items a cache tier holds.", tiers,
                    &CacheTierSample::entries);
   appendTierMetric(out, "outpost_cache_tier_hits_total", "counter",
-                   "Lookups that found the item in a cache tier.", tiers, &CacheTierSample::hits);
+                   "Reads served from a cache tier (HEADs of disk blobs excluded).", tiers,
+                   &CacheTierSample::hits);
   appendTierMetric(out, "outpost_cache_tier_misses_total", "counter",
                    "Lookups that did not find the item in a cache tier.", tiers,
                    &CacheTierSample::misses);
@@ -222,11 +195,24 @@ void Metrics::appendCacheTiers(std::string& out) const {
                    "Items added to a cache tier, promotions included.", tiers,
                    &CacheTierSample::insertions);
   appendTierMetric(out, "outpost_cache_tier_evictions_total", "counter",
-                   "Items removed from a cache tier to make room.", tiers,
-                   &CacheTierSample::evictions);
+                   "Items removed from the cache because their tier was over its budget (for "
+                   "disk, from the last tier only).",
+                   tiers, &CacheTierSample::evictions);
   appendTierMetric(out, "outpost_cache_tier_promotions_total", "counter",
-                   "Items added to a cache tier after a read from the tier below it.", tiers,
+                   "Items moved into a cache tier after reads from the tier below it.", tiers,
                    &CacheTierSample::promotions);
+  appendTierMetric(out, "outpost_cache_tier_demotions_total", "counter",
+                   "Blobs moved from a disk tier to the next one.", tiers,
+                   &CacheTierSample::demotions);
+  appendTierMetric(out, "outpost_cache_tier_evicted_bytes_total", "counter",
+                   "Bytes of the blobs evicted from a disk tier.", tiers,
+                   &CacheTierSample::evicted_bytes);
+  appendTierMetric(out, "outpost_cache_tier_failures_total", "counter",
+                   "Moves and evictions of a disk tier that failed on the index or a file.", tiers,
+                   &CacheTierSample::failures);
+  appendTierMetric(out, "outpost_cache_tier_corrupt_removed_total", "counter",
+                   "Blobs removed because their bytes failed the digest check during a move.",
+                   tiers, &CacheTierSample::corrupt_removed);
 }
 
 std::string Metrics::render(const ServerCounters& server) const {

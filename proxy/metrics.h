@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,16 +37,22 @@ enum class Route : uint8_t {
 inline constexpr size_t kRouteCount = 11;
 
 // The state of one cache tier, rendered as the outpost_cache_tier_* metrics with a `tier` label.
+// One cache tier's usage and totals, as the outpost_cache_tier_* families render them. A
+// family that does not apply to a kind of tier is left empty and not rendered for it.
 struct CacheTierSample {
-  std::string_view tier;
+  std::string tier;  // the tier label: "memory", "disk0", "disk1", ...
   uint64_t bytes = 0;
   uint64_t budget_bytes = 0;
   uint64_t entries = 0;
   uint64_t hits = 0;
-  uint64_t misses = 0;
-  uint64_t insertions = 0;
   uint64_t evictions = 0;
   uint64_t promotions = 0;
+  std::optional<uint64_t> misses;           // memory
+  std::optional<uint64_t> insertions;       // memory
+  std::optional<uint64_t> demotions;        // disk
+  std::optional<uint64_t> evicted_bytes;    // disk
+  std::optional<uint64_t> failures;         // disk
+  std::optional<uint64_t> corrupt_removed;  // disk
 };
 
 // Counters of one remote repository.
@@ -93,22 +100,8 @@ class Metrics {
   static constexpr size_t kOtherStatus = kStatuses.size();
 
   void appendScrubCounters(std::string& out) const;
-  // One cache tier's usage and totals, as the outpost_cache_tier_* families render it.
-  struct TierRow {
-    std::string tier;  // the value of the tier label: "disk0", "disk1", ...
-    uint64_t bytes = 0;
-    uint64_t budget_bytes = 0;
-    uint64_t entries = 0;
-    uint64_t hits = 0;
-    uint64_t promotions = 0;
-    uint64_t demotions = 0;
-    uint64_t evictions = 0;
-    uint64_t evicted_bytes = 0;
-    uint64_t failures = 0;
-    uint64_t corrupt_removed = 0;
-  };
-  std::vector<TierRow> cacheTierRows() const;
-  void appendCacheTiers(std::string& out) const;
+  // The memory tier first, then the disk tiers in order.
+  std::vector<CacheTierSample> cacheTierSamples() const;
   void appendDiskBudget(std::string& out) const;
   void appendGcCounters(std::string& out) const;
   void appendCacheTiers(std::string& out) const;

@@ -348,7 +348,7 @@ void RemoteRepository::serveBlobFile(const std::shared_ptr<Exchange>& exchange,
                                      const Digest& digest, storage::BlobFile file) {
   context_.index->touchBlob(digest, context_.clock->nowMs());
   context_.disk_budget->recordAccess(digest, file.size, file.tier,
-                                     exchange->isHead() ? cache::DiskBudget::AccessKind::kHead
+                                     exchange->isHead() ? cache::DiskBudget::AccessKind::kRefresh
                                                         : cache::DiskBudget::AccessKind::kRead);
   uint64_t size = file.size;
   // Pinned, so that the disk budget does not choose the blob while it is sent.
@@ -363,7 +363,7 @@ void RemoteRepository::touchDiskCopy(const Digest& digest, uint64_t size) {
   // access for a file that was evicted meanwhile would count it again. The pin keeps it counted
   // until then. A copy in a lower tier is left to age, since memory serves it.
   if (cache::DiskBudget::Pin pin = context_.disk_budget->pin(digest); pin.isPinned()) {
-    context_.disk_budget->recordAccess(digest, size);
+    context_.disk_budget->recordAccess(digest, size, 0, cache::DiskBudget::AccessKind::kRefresh);
   }
 }
 

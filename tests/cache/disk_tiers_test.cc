@@ -177,7 +177,7 @@ TEST_F(DiskTiersTest, HeadIsNoHit) {
   budget->evictIfOverBudget();
 
   for (int i = 0; i < 3; ++i) {
-    budget->recordAccess(digests[0], kBlobBytes, 1, DiskBudget::AccessKind::kHead);
+    budget->recordAccess(digests[0], kBlobBytes, 1, DiskBudget::AccessKind::kRefresh);
   }
   budget->evictIfOverBudget();
 
