@@ -223,7 +223,8 @@ struct alignas(64) AccessShard {
 
   const KeyTail& tailOf(EntryIndex index) const {
     auto found = sha512_tails.find(index);
-    assert(found != sha512_tails.end() && "every sha512 entry has a tail");
+    // Every sha512 entry has a tail.
+    assert(found != sha512_tails.end());
     return found->second;
   }
 

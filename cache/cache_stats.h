@@ -37,7 +37,7 @@ struct ImageUse {
   int64_t last_access_ms = 0;
 };
 
-// What one disk tier holds, from the tier field of the blob records.
+// Blob count and bytes of one disk tier, from the tier field of the blob records.
 struct TierUse {
   uint64_t blobs = 0;
   uint64_t blob_bytes = 0;

@@ -86,15 +86,15 @@ struct DiskBudgetOptions {
   // low_watermark_percent. 0 < low < high <= 100.
   uint32_t high_watermark_percent = 90;
   uint32_t low_watermark_percent = 80;
-  // The tiers below the first, in order; each needs a budget, and so does the first tier then.
+  // The tiers below the first, in order. Each needs a budget, and so does the first tier then.
   std::vector<DiskTierOptions> lower_tiers;
-  // Hits on a lower tier that promote a blob to the first tier; 0 never promotes.
+  // Hits on a lower tier that promote a blob to the first tier. 0 never promotes.
   uint32_t promote_after_hits = 2;
   // How often the thread checks the usage when no access wakes it.
   int64_t check_interval_ms = 1000;
   // How long a download waits for room in the first tier before it fails.
   int64_t space_wait_ms = 30'000;
-  // Called on the thread after each step of a move; lets a test stop the process there.
+  // Called on the thread after each step of a move, so that a test can stop the process there.
   std::function<void(MoveStep step, const Digest& digest)> on_move_step;
 };
 

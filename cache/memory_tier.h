@@ -10,9 +10,9 @@
 // own least-recently-used list and an equal share of the byte budget, and evicts from its own
 // list when an insertion would exceed its share. So the order is least recently used within a
 // shard and only approximate across shards, and the tier never keeps more than its budget.
-// There are at most kMaxShardCount shards, and fewer when the budget is small, so that a shard
-// holds at least kItemsPerShard items of the maximum size. A small budget gets one shard and an
-// exact order.
+// There are at most kMaxShardCount shards, and fewer when the budget is small, so that a
+// shard can contain at least kItemsPerShard items of the maximum size. A small budget gets one
+// shard and an exact order.
 //
 // Charge. An item counts the bytes of its content and media type plus kEntryOverheadBytes, an
 // estimate of the map node, list node and shared pointer around it. So many tiny manifests

@@ -4,9 +4,10 @@
 // What the tier contains is always verified content: a downloaded blob enters after its digest
 // matched, a blob read from disk is hashed again before it enters, and a manifest enters with
 // the bytes whose digest names it. So a copy stays correct whatever happens to the disk copy
-// later (eviction, scrub, garbage collection, a deleted file), and repositories still check
-// with the index whether an image contains the content before they serve it. erase() after a
-// scrub or garbage collection only frees memory sooner.
+// later (eviction, scrub, garbage collection, a deleted file). Repositories still check with
+// the index whether an image contains the content before they serve it (memory_tier_test in
+// the integration tests covers a local push and a deleted file). erase() after a scrub or
+// garbage collection only frees memory sooner.
 #pragma once
 
 #include <cstdint>

@@ -176,6 +176,7 @@ void Metrics::appendCacheTiers(std::string& out) const {
   if (tiers.empty()) {
     return;
   }
+
   appendTierMetric(out, "outpost_cache_tier_bytes", "gauge",
                    "Bytes a cache tier holds. The memory tier adds an estimate of its "
                    "bookkeeping per item.",
@@ -185,6 +186,7 @@ void Metrics::appendCacheTiers(std::string& out) const {
                    &CacheTierSample::budget_bytes);
   appendTierMetric(out, "outpost_cache_tier_entries", "gauge", "Items a cache tier holds.", tiers,
                    &CacheTierSample::entries);
+
   appendTierMetric(out, "outpost_cache_tier_hits_total", "counter",
                    "Reads served from a cache tier (HEADs of disk blobs excluded).", tiers,
                    &CacheTierSample::hits);
@@ -201,6 +203,8 @@ void Metrics::appendCacheTiers(std::string& out) const {
   appendTierMetric(out, "outpost_cache_tier_promotions_total", "counter",
                    "Items moved into a cache tier after reads from the tier below it.", tiers,
                    &CacheTierSample::promotions);
+
+  // Families of the disk tiers only.
   appendTierMetric(out, "outpost_cache_tier_demotions_total", "counter",
                    "Blobs moved from a disk tier to the next one.", tiers,
                    &CacheTierSample::demotions);

@@ -10,11 +10,11 @@
 // complete. A crash leaves at most files under tmp/, and open() removes them. Both folders sit
 // under one root so that the rename stays on one file system.
 //
-// Tiers. New blobs land in the first tier. copyToTier() moves a blob's bytes to another tier
-// (copy into that tier's tmp/, verify the digest, fsync, rename); the caller then updates the
-// index and removes the source with removeFromTier(). A blob can so exist in two tiers for a
-// moment, never in none: openBlob() searches the tiers in order, and searches twice, so that a
-// reader racing a move from a lower tier to a higher one still finds the blob.
+// Tiers. New blobs land in the first tier. copyToTier() writes a blob's bytes to another tier
+// (copy into that tier's tmp/, verify the digest, fsync, rename). The caller then updates the
+// index and removes the source with removeFromTier(). So a blob can exist in two tiers for a
+// moment, but never in none. openBlob() searches the tiers in order, twice, so that a reader
+// racing a move from a lower tier to a higher one still finds the blob.
 //
 // Thread safety: every method may be called from any thread. One BlobStore per root folder,
 // because open() deletes the temporary files of any other writer on the same root.

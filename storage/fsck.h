@@ -31,7 +31,7 @@
 // Lower disk tiers (FsckOptions::lower_tier_roots) have the layout of the data folder's blobs/
 // and are checked the same way. A move between tiers copies, indexes, then removes the source,
 // so an interrupted move leaves a duplicate_file or, if the index write was lost, a wrong_tier
-// finding, and never loses the blob.
+// finding, and never loses the blob (DiskTiersCrashTest stops a move after each step).
 //
 // Quarantine never deletes bytes: it renames the file to
 // <tier root>/quarantine/<path relative to the tier root>.<unix time in seconds>, adding ".<n>"

@@ -34,7 +34,7 @@ struct BlobRecord {
   uint64_t size = 0;
   int64_t created_ms = 0;
   int64_t last_access_ms = 0;
-  // The disk tier that holds the file: 0 for the data folder, 1 and on for the lower tiers
+  // The disk tier that contains the file: 0 for the data folder, 1 and on for the lower tiers
   // in configuration order.
   uint8_t tier = 0;
 

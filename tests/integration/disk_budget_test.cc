@@ -136,7 +136,7 @@ TEST_F(DiskBudgetTest, UsageSurvivesRestart) {
 }
 
 TEST_F(DiskBudgetTest, DownloadWaitsForRoomWhenFull) {
-  // A slow download larger than the budget reserves all of it once its head arrives; a second
+  // A slow download larger than the budget reserves all of it once its head arrives. A second
   // download waits until the first ends and is evicted, and then arrives whole.
   std::string large = randomBytes(kBudgetBytes + kBlobBytes, 7);
   std::string large_digest = sha256Of(large).str();

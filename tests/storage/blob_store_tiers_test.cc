@@ -56,7 +56,7 @@ TEST_F(BlobStoreTiersTest, NewBlobsLandInFirstTier) {
   EXPECT_EQ(store_->pathFor(digest, 1).string().rfind((folder_.path() / "slow").string(), 0), 0u);
 }
 
-TEST_F(BlobStoreTiersTest, CopyToLowerTierKeepsSourceAndReadsFromFirst) {
+TEST_F(BlobStoreTiersTest, CopyKeepsSource) {
   Digest digest = commit("bytes to demote");
 
   ASSERT_TRUE(store_->copyToTier(digest, 0, 1).isOk());

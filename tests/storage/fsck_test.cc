@@ -546,7 +546,7 @@ TEST_F(FsckTiersTest, UnindexedFileOfLowerTierIsAdoptedThere) {
   EXPECT_EQ(index_->getBlob(digest)->tier, 1);
 }
 
-TEST_F(FsckTiersTest, DamagedFileOfLowerTierIsQuarantinedInItsTier) {
+TEST_F(FsckTiersTest, DamagedLowerTierFileQuarantined) {
   Digest digest = addBlob("will be damaged");
   demote(digest);
   writeFile(store_->pathFor(digest, 1), "short");
